@@ -1,0 +1,128 @@
+"The same database contract, run against the embedded SQLite file and the real PostgreSQL server."
+import multiprocessing as mp
+import numpy as np
+import pandas as pd
+import pytest
+from cryptotft.config import DataError, from_ms, to_ms
+from cryptotft.db import connect, SCHEMA_VERSION
+from cryptotft.synthetic import synthetic_market
+from pgutil import throwaway_pg_url
+
+
+@pytest.fixture(params=['sqlite', 'postgresql'])
+def db_url(request, tmp_path):
+    if request.param == 'sqlite':
+        yield f"sqlite:///{tmp_path}/test.db"
+    else:
+        with throwaway_pg_url() as url: yield url
+
+
+@pytest.fixture
+def db(db_url):
+    d = connect(db_url); d.init_db(); yield d; d.engine.dispose()
+
+
+def candles(n=500, symbols=('BTCUSDT', 'ETHUSDT'), seed=0):
+    c, f = synthetic_market(symbols, days=n / 96, seed=seed)
+    return c.assign(interval='15'), f
+
+
+def test_init_db_is_idempotent_and_stores_schema_version(db_url):
+    d = connect(db_url)
+    assert d.schema_version() is None
+    assert d.init_db() is True
+    assert d.init_db() is False
+    assert d.schema_version() == SCHEMA_VERSION
+    assert {'raw_market_data', 'processed_market_data', 'model_metadata', 'training_sequences',
+            'model_predictions', 'funding_rates', 'symbols'} <= set(__import__('sqlalchemy').inspect(d.engine).get_table_names())
+
+
+def test_upsert_twice_never_duplicates_and_updates_values(db):
+    c, _ = candles()
+    assert db.upsert('raw_market_data', c) == len(c)
+    changed = c.assign(close=c.close * 2)
+    db.upsert('raw_market_data', changed)
+    assert db.count_rows('raw_market_data') == len(c)
+    got = db.read_candles('ETHUSDT')
+    np.testing.assert_array_equal(got.close.to_numpy(), changed[changed.symbol == 'ETHUSDT'].close.to_numpy())
+
+
+def test_bulk_round_trip_keeps_values_dtypes_and_utc_timestamps(db):
+    c, f = candles(2000)
+    db.upsert('raw_market_data', c); db.upsert('funding_rates', f)
+    for s in ('BTCUSDT', 'ETHUSDT'):
+        want = c[c.symbol == s].reset_index(drop=True)
+        got = db.read_candles(s, '15')
+        assert str(got.timestamp.dtype) == 'datetime64[ns, UTC]'
+        assert (to_ms(got.timestamp) == to_ms(want.timestamp)).all()
+        for col in ('open', 'high', 'low', 'close', 'volume', 'turnover'):
+            assert got[col].dtype == np.float64
+            np.testing.assert_array_equal(got[col].to_numpy(), want[col].to_numpy())  # exact: no float formatting loss
+        fr = db.read_funding(s)
+        np.testing.assert_array_equal(fr.rate.to_numpy(), f[f.symbol == s].rate.to_numpy())
+
+
+def test_reads_filter_by_symbol_and_half_open_time_range(db):
+    c, _ = candles(96)
+    db.upsert('raw_market_data', c)
+    ts = c.timestamp.iloc[10]
+    got = db.read_candles('BTCUSDT', start=ts, end=ts + pd.Timedelta('1h'))
+    assert len(got) == 4 and got.timestamp.iloc[0] == ts
+    assert db.last_timestamp('BTCUSDT') == c.timestamp.iloc[95]
+    assert db.stored_symbols() == ['BTCUSDT', 'ETHUSDT']
+
+
+def test_failed_bulk_write_leaves_table_unchanged(db):
+    c, _ = candles(200)
+    db.upsert('raw_market_data', c)
+    before = db.read_candles('BTCUSDT')
+    bad = c.assign(close=-1.0)
+    bad.loc[bad.index[-1], 'open'] = np.nan  # NOT NULL column: the database rejects the last row
+    with pytest.raises(Exception):
+        db.upsert('raw_market_data', bad)
+    pd.testing.assert_frame_equal(db.read_candles('BTCUSDT'), before)
+    assert db.count_rows('raw_market_data') == len(c)
+
+
+def _writer(url, seed):
+    from cryptotft.db import connect
+    c, _ = candles(300, seed=0)
+    d = connect(url)
+    for i in range(3): d.upsert('raw_market_data', c.assign(volume=c.volume + seed + i))
+
+
+def test_concurrent_writers_do_not_duplicate_rows(db, db_url):
+    ctx = mp.get_context('spawn')
+    procs = [ctx.Process(target=_writer, args=(db_url, s)) for s in range(3)]
+    for p in procs: p.start()
+    for p in procs: p.join(120)
+    assert all(p.exitcode == 0 for p in procs)
+    assert db.count_rows('raw_market_data') == 2 * 300
+
+
+def test_processed_table_grows_columns_on_demand(db):
+    c, _ = candles(50)
+    key = c[['symbol', 'interval', 'timestamp']]
+    db.upsert('processed_market_data', key.assign(rsi=1.0, adx=2.0))
+    db.upsert('processed_market_data', key.assign(buy_return=np.where(np.arange(len(key)) % 2, 0.5, np.nan)))
+    p = db.read_processed(['BTCUSDT'])
+    assert list(p.columns) == ['symbol', 'timestamp', 'rsi', 'adx', 'buy_return'] and len(p) == 50
+    assert p.buy_return.isna().sum() == 25 and (p.rsi == 1.0).all()
+
+
+def test_run_records_round_trip(db):
+    db.record_run('run1', 'classification', 'done', ['BTCUSDT', 'ETHUSDT'], '2024-01-01', '2024-02-01',
+                  {'model': {'d_model': 16}}, {'auc': 0.55}, {'model': 'runs/run1/model.keras'})
+    r = db.read_runs().iloc[0]
+    assert r.run_id == 'run1' and r.metrics == {'auc': 0.55} and r.config['model']['d_model'] == 16
+    assert r.data_end == pd.Timestamp('2024-02-01', tz='UTC')
+
+
+def test_unreachable_database_is_one_clear_error():
+    with pytest.raises(DataError, match=r'^cannot reach database postgresql\+psycopg2://x@127.0.0.1:9/none'):
+        connect('postgresql://x@127.0.0.1:9/none')
+
+
+def test_plain_postgresql_url_uses_installed_driver(db_url):
+    if not db_url.startswith('postgresql'): pytest.skip('PostgreSQL only')
+    assert connect(db_url).engine.dialect.driver == 'psycopg2'
