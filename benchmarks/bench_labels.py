@@ -103,7 +103,7 @@ def main(n_bars, ref_bars, horizon=100):
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     print(f'kernel, 1 thread: {one_rate:,.0f} bars/s on the first {m:,} bars')
 
-    name, candles, funding = symbols[0]
+    name, candles, funding = next((s for s in symbols if s[0] == "BTCUSDT"), symbols[0])
     sl = candles.iloc[:ref_bars + horizon]
     fun = None if funding is None else funding[(funding.timestamp >= sl.timestamp.iloc[0]) & (funding.timestamp <= sl.timestamp.iloc[-1])]
     t0 = time.perf_counter()

@@ -6,8 +6,12 @@ Modules:
 - `cryptotft.config`: `config.yaml` -> a validated, typed `Config` -> function arguments. Plus the small error tree and the epoch-millisecond helpers every other chapter shares.
 - `cryptotft.dataset`: Model features and labels of every symbol as contiguous float32 arrays, an integer array of valid window ends per split, purged time splits with common boundaries, a training-rows scaler, and a one-file snapshot that trains without a database.
 - `cryptotft.db`: One schema, two real backends: an embedded SQLite file (the default, no server) and PostgreSQL. Idempotent upserts, bulk writes that are fast on both, and reads into pandas.
+- `cryptotft.download`: Candles and funding rates of Bybit USDT perpetuals (v5 public API, category `linear`), downloaded incrementally, resumably and politely; plus the import of local kline files.
 - `cryptotft.evaluate`: A model result is only worth reporting next to what a trivial predictor achieves, with an interval that respects the autocorrelation of crypto returns, and as the money its signals would have made under the very trade simulation that produced its labels.
 - `cryptotft.labels`: Every bar gets the realised return of a long and of a short trade opened at its close and managed by the risk profile (stop-loss, four partial take-profits, a stop ladder, fees and funding). A model that predicts these labels predicts the expected return of the strategy we would actually run.
-- `cryptotft.synthetic`: A seeded generator of realistic 15-minute perpetual-futures candles and funding rates, for tests, examples and the offline demo. Everything it makes is labelled synthetic."""
+- `cryptotft.pipeline`: One command from an empty machine to a trained, evaluated model with a report: init-db -> symbols -> download -> prepare -> train -> evaluate -> predict -> report.
+- `cryptotft.remote`: Train on a rented GPU (Vast.ai RTX 4090) without exposing the database: ship the code and a dataset snapshot over SSH, run the report notebook detached, stream its log, bring the run folder home.
+- `cryptotft.synthetic`: A seeded generator of realistic 15-minute perpetual-futures candles and funding rates, for tests, examples and the offline demo. Everything it makes is labelled synthetic.
+- `cryptotft.train`: A tf.data pipeline that gathers windows from the index, Keras `fit` with AdamW, cosine decay, early stopping, the best checkpoint, TensorBoard, a CSV log and live plots; every run leaves a self-contained folder that evaluation loads without a database."""
 
 __version__ = "0.1.0"

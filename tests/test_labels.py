@@ -209,6 +209,8 @@ def test_bad_inputs_raise_errors_that_say_what_to_do():
         expected_returns(candles_from([FLAT, FLAT]), RiskProfile(stop_ladder_pct=(0.0,)))
     with pytest.raises(ConfigError):
         expected_returns(candles_from([FLAT, FLAT]), horizon=0)
+    with pytest.raises(DataError):
+        expected_returns(candles_from([FLAT, (100, float('nan'), 99, 100)]))
     assert expected_returns(candles_from([]), horizon=3).empty
 
 
