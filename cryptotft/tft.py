@@ -9,7 +9,7 @@ __all__ = ['TASKS', 'register', 'TFTConfig', 'GatedLinearUnit', 'GatedResidualNe
            'StaticCovariateEncoder', 'InterpretableMultiHeadAttention', 'GatedSkip', 'TemporalFusionTransformer',
            'build_tft', 'QuantileLoss', 'quantile_loss', 'prediction_loss', 'feature_importance', 'attention_profile']
 
-# %% ../nbs/06_tft.ipynb #d633d59d
+# %% ../nbs/06_tft.ipynb #91d20db1
 import math
 from dataclasses import asdict, dataclass
 
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-# %% ../nbs/06_tft.ipynb #9d74f1fe
+# %% ../nbs/06_tft.ipynb #2d0a2c78
 TASKS = ('regression', 'classification')
 
 
@@ -50,7 +50,7 @@ class TFTConfig:
                    d_model=m.d_model, num_heads=m.num_heads, dropout=m.dropout, lstm_layers=m.lstm_layers,
                    quantiles=tuple(m.quantiles), task=task or cfg.training.task)
 
-# %% ../nbs/06_tft.ipynb #a4cd096c
+# %% ../nbs/06_tft.ipynb #54ce3948
 register = keras.saving.register_keras_serializable(package='cryptotft')
 
 
@@ -98,7 +98,7 @@ class GatedResidualNetwork(keras.layers.Layer):
         return {**super().get_config(), 'units': self.units, 'dropout': self.dropout,
                 'output_units': self.output_units, 'use_context': self.use_context}
 
-# %% ../nbs/06_tft.ipynb #971a94b7
+# %% ../nbs/06_tft.ipynb #ad31e36f
 def _glorot(fan_in, fan_out):
     "Glorot-uniform initializer for one (fan_in, fan_out) matrix of a stack."
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -111,29 +111,28 @@ class VariableGRNs(keras.layers.Layer):
     def __init__(self, n_vars, units, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.n_vars, self.units, self.dropout = n_vars, units, dropout
-        self.drop = keras.layers.Dropout(dropout)
+        self.drop = keras.layers.Dropout(dropout, noise_shape=(None, None, 1, None))  # same units for every bar
 
     def build(self, x_shape):
         V, d = self.n_vars, self.units
-        vec = lambda name, init: self.add_weight(shape=(V, 1, d), initializer=init, name=name)
+        vec = lambda name, init, n=d: self.add_weight(shape=(V, 1, n), initializer=init, name=name)
         self.embed_w, self.embed_b = vec('embed_w', _glorot(1, d)), vec('embed_b', 'zeros')      # xi = x w + b
         self.hidden_w, self.hidden_b = vec('hidden_w', _glorot(1, d)), vec('hidden_b', 'zeros')  # W2 xi + b2, folded
-        self.out_w = self.add_weight(shape=(V, d, d), initializer=_glorot(d, d), name='out_w')
-        self.out_b = vec('out_b', 'zeros')
-        self.glu_w = self.add_weight(shape=(V, d, 2 * d), initializer=_glorot(d, 2 * d), name='glu_w')
-        self.glu_b = self.add_weight(shape=(V, 1, 2 * d), initializer='zeros', name='glu_b')
+        self.glu_w = self.add_weight(shape=(V, d, 2 * d), initializer=_glorot(d, 2 * d), name='glu_w')  # W4|W5 (W1 merged)
+        self.glu_b = vec('glu_b', 'zeros', 2 * d)
         self.gamma, self.beta = vec('gamma', 'ones'), vec('beta', 'zeros')  # a layer norm per variable
 
     def call(self, x, training=None):
-        x = ops.expand_dims(x, -1)                                          # (V, N, 1)
+        V, T, d = self.n_vars, x.shape[-1], self.units
+        x = ops.reshape(x, (V, -1, 1))                                      # (V, N=B*T, 1)
         xi = x * self.embed_w + self.embed_b                                # (V, N, d) the paper's input embedding
         eta2 = ops.elu(x * self.hidden_w + self.hidden_b)                   # (V, N, d)
-        eta1 = ops.matmul(eta2, self.out_w) + self.out_b                    # (V, N, d)
-        gated = ops.matmul(self.drop(eta1, training=training), self.glu_w) + self.glu_b  # (V, N, 2d)
-        value, gate = ops.split(gated, 2, axis=-1)                          # 2 x (V, N, d)
+        eta2 = ops.reshape(self.drop(ops.reshape(eta2, (V, -1, T, d)), training=training), (V, -1, d))  # (V, N, d)
+        value, gate = ops.split(ops.matmul(eta2, self.glu_w) + self.glu_b, 2, axis=-1)  # 2 x (V, N, d)
         h = xi + value * ops.sigmoid(gate)
         mean, var = ops.moments(h, axes=[-1], keepdims=True)                # (V, N, 1)
-        return (h - mean) * ops.rsqrt(var + 1e-3) * self.gamma + self.beta  # (V, N, d)
+        h = (h - mean) * ops.rsqrt(var + 1e-3) * self.gamma + self.beta    # (V, N, d)
+        return ops.reshape(h, (V, -1, T, d))                                # (V, B, T, d)
 
     def get_config(self): return {**super().get_config(), 'n_vars': self.n_vars, 'units': self.units, 'dropout': self.dropout}
 
@@ -150,17 +149,14 @@ class VariableSelection(keras.layers.Layer):
         self.variable_grns = VariableGRNs(n_vars, units, dropout)
 
     def call(self, x, context, training=None):
-        T, V, d = x.shape[1], self.n_vars, self.units
         weights = ops.softmax(self.selection(x, context, training=training), axis=-1)  # (B, T, V)
-        by_var = ops.reshape(ops.transpose(x, (2, 0, 1)), (V, -1))                     # (V, B*T)
-        processed = self.variable_grns(by_var, training=training)                       # (V, B*T, d)
-        processed = ops.reshape(processed, (V, -1, T, d))                               # (V, B, T, d)
+        processed = self.variable_grns(ops.transpose(x, (2, 0, 1)), training=training)  # (V, B, T, d)
         w = ops.expand_dims(ops.transpose(weights, (2, 0, 1)), -1)                      # (V, B, T, 1)
         return ops.sum(w * processed, axis=0), weights                                  # (B, T, d), (B, T, V)
 
     def get_config(self): return {**super().get_config(), 'n_vars': self.n_vars, 'units': self.units, 'dropout': self.dropout}
 
-# %% ../nbs/06_tft.ipynb #c0542aed
+# %% ../nbs/06_tft.ipynb #dbb76725
 @register
 class StaticCovariateEncoder(keras.layers.Layer):
     "Static covariate encoders (sec. 4.3): symbol -> contexts for selection, enrichment, LSTM h0 and c0."
@@ -178,7 +174,7 @@ class StaticCovariateEncoder(keras.layers.Layer):
 
     def get_config(self): return {**super().get_config(), 'n_symbols': self.n_symbols, 'units': self.units, 'dropout': self.dropout}
 
-# %% ../nbs/06_tft.ipynb #3d407571
+# %% ../nbs/06_tft.ipynb #e51ee291
 @register
 class InterpretableMultiHeadAttention(keras.layers.Layer):
     "Interpretable multi-head attention (eq. 13-16): per-head Q/K, shared V, heads averaged, causal."
@@ -217,7 +213,7 @@ class GatedSkip(keras.layers.Layer):
 
     def get_config(self): return {**super().get_config(), 'units': self.units, 'dropout': self.dropout}
 
-# %% ../nbs/06_tft.ipynb #3e3b8769
+# %% ../nbs/06_tft.ipynb #daf019b1
 @register
 class TemporalFusionTransformer(keras.layers.Layer):
     "The TFT (paper fig. 2) for one-step-ahead targets: returns prediction and interpretation weights."
@@ -264,7 +260,7 @@ def build_tft(tcfg: TFTConfig) -> keras.Model:
               'symbol': keras.Input((), dtype='int32', name='symbol')}
     return keras.Model(inputs, TemporalFusionTransformer(tcfg, name='tft')(inputs), name='tft_model')
 
-# %% ../nbs/06_tft.ipynb #97d37741
+# %% ../nbs/06_tft.ipynb #e846946c
 @register
 class QuantileLoss(keras.losses.Loss):
     "Pinball loss (paper eq. 24) of (B, n_targets) targets against (B, n_targets, Q) quantile predictions."
@@ -290,7 +286,7 @@ def prediction_loss(tcfg: TFTConfig) -> keras.losses.Loss:
     if tcfg.task == 'regression': return quantile_loss(tcfg.quantiles)
     return keras.losses.BinaryCrossentropy(name='binary_crossentropy')
 
-# %% ../nbs/06_tft.ipynb #03a7fa9e
+# %% ../nbs/06_tft.ipynb #4ade8d12
 def feature_importance(temporal_weights, feature_names) -> pd.DataFrame:
     "Mean variable-selection weight per feature over samples and bars, largest first."
     w = np.asarray(temporal_weights, dtype='float64').reshape(-1, len(feature_names))  # (B*T, F)

@@ -52,10 +52,9 @@ class FakeBybit:
         self.anchor, self.latency, self.open_candle = anchor, latency, open_candle
         self.holes = holes or {}              # {symbol: [(first_ms, last_ms), ...]} candles the exchange lacks
         self.rate_limit = rate_limit          # (requests, window_s) per IP, answered with retCode 10006 beyond
-        self.faults, self.log, self.lock = [], [], threading.Lock()
+        self.faults, self.log, self.lock, self.over_limit = [], [], threading.Lock(), 0
         self._window, self._market, self._cache = [0, 0], {}, {}
-        self.server = ThreadingHTTPServer(('127.0.0.1', port), _handler(self))
-        self.server.daemon_threads = True
+        self.server = _Server(('127.0.0.1', port), _handler(self))
         self.thread = None
 
     # ---- data -------------------------------------------------------------------------------------
@@ -94,15 +93,16 @@ class FakeBybit:
         return int(self.market(interval)[0].timestamp.min())
 
     # ---- faults and bookkeeping -------------------------------------------------------------------
-    def fail_next(self, kind, n=1, path=None, slow_s=1.0):
-        "Answer the next `n` requests (to endpoint `path`: kline, funding, instruments; None = any) with `kind`."
+    def fail_next(self, kind, n=1, path=None, slow_s=1.0, after=0):
+        "Answer `n` requests (to endpoint `path`: kline, funding, instruments; None = any) with `kind`, after `after` good ones."
         assert kind in FAULTS, kind
-        with self.lock: self.faults.append([kind, n, path, slow_s])
+        with self.lock: self.faults.append([kind, n, path, slow_s, after])
 
     def _take_fault(self, name):
         with self.lock:
             for f in self.faults:
                 if f[1] > 0 and f[2] in (None, name):
+                    if f[4] > 0: f[4] -= 1; return None
                     f[1] -= 1
                     return f
         return None
@@ -204,6 +204,14 @@ class FakeBybit:
     def __exit__(self, *exc): self.stop()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):  # clients that timed out
+            super().handle_error(request, client_address)
+
+
 def _handler(fake: FakeBybit):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = 'HTTP/1.1'
@@ -222,6 +230,7 @@ def _handler(fake: FakeBybit):
             if fault and fault[0] == 'slow': time.sleep(fault[3])  # then the right answer, too late for a short timeout
             elif fault: return self.fault(fault, headers)
             if over:
+                with fake.lock: fake.over_limit += 1
                 return self.json(10006, 'Too many visits!', {}, headers)
             try: code, msg, result = getattr(fake, name)(q)
             except (ValueError, KeyError) as e: code, msg, result = 10001, f'params error: {e}', {}

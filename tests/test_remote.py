@@ -86,7 +86,7 @@ def test_run_remote_syncs_code_executes_notebook_and_fetches_run_folder(host, sn
     m = json.loads((local / 'metrics.json').read_text())
     assert m['epochs'] == 3 and m['run_id'] == 't-ok' and m['dataset_sha256'] == _sha(snapshot)
     assert Path(m['cryptotft_file']).is_relative_to(code.resolve())
-    nb = json.loads((local / 'report.ipynb').read_text())
+    nb = json.loads((local / 'remote_report.ipynb').read_text())
     assert nb['metadata']['papermill']['parameters']['epochs'] == 3 and (local / 'exit_code').read_text().strip() == '0'
     # the log was streamed line by line, and it is kept in the run folder too
     assert 'epoch 3/3 loss=0.333' in '\n'.join(lines) and 'epoch 3/3' in (local / 'remote.log').read_text()
