@@ -81,3 +81,81 @@ if __name__ == '__main__':
     print(f'keras {keras.__version__} backend {keras.backend.backend()}, tensorflow {tf.__version__}, '
           f'{os.cpu_count()} CPUs, batch 64, T 60, 49 features, jit_compile={jit}')
     bench_train(args.seconds, sizes=args.sizes, policies=args.policies, jit_compile=jit)
+
+
+# --- dataset memory and batch-gather throughput (cryptotft.dataset / cryptotft.train) -------------------
+# Run: .venv/bin/python -c "import sys; sys.path.insert(0, 'benchmarks'); import bench_train; bench_train.bench_dataset()"
+PF_INDEX_MB_PER_M_ROWS, PF_PANEL_MB_PER_M_ROWS = 290.0, 220.0  # pytorch-forecasting 1.8.0 (shared/specs/performance.md)
+
+
+def real_processed_frame(data_dir='../shared/data/binance_usdm_15m', funding_dir='../shared/data/binance_usdm_funding',
+                         horizon=100):
+    "All real 15m candles -> indicators -> scale-free model features + labels, as one processed frame."
+    from pathlib import Path
+    import pandas as pd
+    from cryptotft.indicators import compute_indicators, model_features
+    from cryptotft.labels import expected_returns, labels_for_storage
+    frames = []
+    for f in sorted(Path(data_dir).glob('*.parquet')):
+        c = pd.read_parquet(f)
+        c['timestamp'] = pd.to_datetime(c['timestamp'], unit='ms', utc=True) if c['timestamp'].dtype.kind in 'iu' \
+            else pd.to_datetime(c['timestamp'], utc=True)
+        c = c.sort_values('timestamp').reset_index(drop=True).assign(turnover=np.nan)
+        fund = Path(funding_dir) / f.name
+        fund = pd.read_parquet(fund) if fund.exists() else None
+        if fund is not None and fund['timestamp'].dtype.kind in 'iu':
+            fund['timestamp'] = pd.to_datetime(fund['timestamp'], unit='ms', utc=True)
+        ind = compute_indicators(c)
+        feats = model_features(pd.concat([c, ind], axis=1))
+        lab = labels_for_storage(expected_returns(c, horizon=horizon, funding=fund))[['buy_return', 'sell_return', 'buy_profit', 'sell_profit']]
+        frames.append(pd.concat([c[['timestamp']].assign(symbol=f.stem, warmup=ind['warmup']), feats, lab], axis=1))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _rss_mb():
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith('VmRSS')) / 1024
+
+
+def bench_dataset(seconds=10.0, batch_size=256):
+    "Print the dataset's memory for all real 15m data vs pytorch-forecasting, and batch-gather throughput."
+    import gc
+    from cryptotft.config import Config
+    from cryptotft.dataset import dataset_from_frame, get_batch
+    from cryptotft.train import window_pipeline
+    t0 = time.perf_counter()
+    df = real_processed_frame()
+    t_frame = time.perf_counter() - t0
+    gc.collect()
+    rss0 = _rss_mb()
+    t0 = time.perf_counter()
+    ds = dataset_from_frame(df, Config())
+    t_index = time.perf_counter() - t0
+    del df
+    gc.collect()
+    n, f = ds.features.shape
+    mb = ds.nbytes / 1e6
+    idx_mb = sum(v.nbytes for v in ds.splits.values()) / 1e6
+    print(f'real data: {n:,} rows x {f} features, {len(ds.symbols)} symbols; windows '
+          + ', '.join(f'{k} {len(v):,}' for k, v in ds.splits.items()))
+    print(f'frame (indicators + labels) {t_frame:.1f} s, dataset_from_frame {t_index:.1f} s; '
+          f'process RSS {rss0:.0f} MB with frame -> {_rss_mb():.0f} MB after dropping it')
+    print(f'dataset arrays {mb:,.0f} MB = {mb / n * 1e6:,.0f} MB per 1M rows (of which window index {idx_mb:,.0f} MB = '
+          f'{idx_mb / n * 1e6:,.0f} MB per 1M rows); pytorch-forecasting: {PF_INDEX_MB_PER_M_ROWS:.0f} MB index + '
+          f'{PF_PANEL_MB_PER_M_ROWS:.0f} MB panel per 1M rows -> {(PF_INDEX_MB_PER_M_ROWS + PF_PANEL_MB_PER_M_ROWS) / (mb / n * 1e6):.1f}x ours')
+    ends = ds.ends('train')
+    rng = np.random.default_rng(0)
+    k, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds / 2:
+        get_batch(ds, rng.choice(ends, batch_size), 'regression'); k += 1
+    np_sps = k * batch_size / (time.perf_counter() - t0)
+    data = iter(window_pipeline(ds, ends, 'regression', batch_size, shuffle=True).repeat())
+    next(data)
+    k, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds / 2:
+        next(data); k += 1
+    tf_sps = k * batch_size / (time.perf_counter() - t0)
+    print(f'batch gather (B {batch_size}, T {ds.sequence_length}, F {f}): numpy get_batch {np_sps:,.0f} windows/s, '
+          f'tf.data window_pipeline {tf_sps:,.0f} windows/s ({tf_sps / PF_SAMPLES_PER_S[128]:,.0f}x the samples/s that '
+          f'the TFT of pytorch-forecasting trains at d_model 128: the input pipeline stays out of the way)')
+    return dict(rows=n, features=f, mb=mb, np_windows_per_s=np_sps, tf_windows_per_s=tf_sps)
