@@ -29,7 +29,7 @@ def random_dataset(tcfg, batch_size, n_batches=8, seed=0):
     return tf.data.Dataset.from_tensor_slices((x, {'prediction': y})).batch(batch_size, drop_remainder=True).cache().repeat()
 
 
-def compiled_model(tcfg, policy='float32', jit_compile='auto'):
+def compiled_model(tcfg, policy='float32', jit_compile=True):
     "A TFT compiled for training under the Keras dtype `policy`."
     keras.mixed_precision.set_global_policy(policy)
     try:
@@ -42,19 +42,22 @@ def compiled_model(tcfg, policy='float32', jit_compile='auto'):
 
 
 def train_samples_per_s(model, data, batch_size, seconds=20.0, warmup_steps=3):
-    "Samples/s of `fit` over about `seconds` after a warm-up fit that traces and compiles."
+    """(wall, cpu) samples/s of `fit` over about `seconds`, after a warm-up fit that traces and compiles.
+
+    The machine is shared, so beside wall-clock samples/s we report samples per CPU-second times the
+    core count: what the run would reach with the cores to itself (an upper estimate)."""
     model.fit(data, steps_per_epoch=warmup_steps, epochs=1, verbose=0)
     t0 = time.perf_counter()
     model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
-    per_step = (time.perf_counter() - t0) / 2
-    steps = max(2, int(seconds / per_step))
-    t0 = time.perf_counter()
+    steps = max(2, int(seconds / ((time.perf_counter() - t0) / 2)))
+    t0, c0 = time.perf_counter(), time.process_time()
     model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-    return steps * batch_size / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return steps * batch_size / wall, steps * batch_size * os.cpu_count() / cpu
 
 
 def bench_train(seconds=20.0, batch_size=64, n_features=49, n_symbols=8, sizes=('default', 'small'),
-                policies=('float32', 'mixed_bfloat16'), jit_compile='auto'):
+                policies=('float32', 'mixed_bfloat16'), jit_compile=True):
     "Print parameters and training samples/s per size and dtype policy, with the ratio to pytorch-forecasting."
     rows = []
     for size in sizes:
@@ -62,11 +65,13 @@ def bench_train(seconds=20.0, batch_size=64, n_features=49, n_symbols=8, sizes=(
         data = random_dataset(tcfg, batch_size)
         for policy in policies:
             model = compiled_model(tcfg, policy, jit_compile)
-            sps = train_samples_per_s(model, data, batch_size, seconds)
+            wall, cpu = train_samples_per_s(model, data, batch_size, seconds)
             pf = PF_SAMPLES_PER_S[tcfg.d_model]
-            rows.append((size, tcfg.d_model, model.count_params(), policy, sps, sps / pf))
+            rows.append(dict(size=size, d_model=tcfg.d_model, params=model.count_params(), policy=policy,
+                             wall=wall, cpu=cpu, load=os.getloadavg()[0]))
             print(f'{size:8s} d_model {tcfg.d_model:3d}  params {model.count_params():>9,d}  {policy:15s} '
-                  f'{sps:8.1f} samples/s  = {sps / pf:4.1f}x pytorch-forecasting ({pf})', flush=True)
+                  f'wall {wall:7.1f} samples/s ({wall / pf:4.1f}x PF {pf})  '
+                  f'cpu-time est. {cpu:7.1f} ({cpu / pf:4.1f}x)  load {os.getloadavg()[0]:.1f}', flush=True)
     return rows
 
 
@@ -75,7 +80,7 @@ if __name__ == '__main__':
     ap.add_argument('--seconds', type=float, default=20.0, help='length of each measurement')
     ap.add_argument('--sizes', nargs='+', default=['default', 'small'], choices=list(SIZES))
     ap.add_argument('--policies', nargs='+', default=['float32', 'mixed_bfloat16'])
-    ap.add_argument('--jit', default='auto', help="Keras jit_compile: auto | true | false")
+    ap.add_argument('--jit', default='true', help="Keras jit_compile: true (XLA) | false | auto")
     args = ap.parse_args()
     jit = {'true': True, 'false': False}.get(args.jit.lower(), 'auto')
     print(f'keras {keras.__version__} backend {keras.backend.backend()}, tensorflow {tf.__version__}, '

@@ -2,12 +2,13 @@
 
 Modules:
 
+- `cryptotft.backtest`: What the signals would have made, as money, under the very trade simulation that produced the labels: one position per symbol, a fixed margin fraction per trade, fees and funding included.
 - `cryptotft.cli`: A thin face over the library: one function per subcommand that parses its options, builds the config, calls one library function and turns domain errors into one line and an exit code.
 - `cryptotft.config`: `config.yaml` -> a validated, typed `Config` -> function arguments. Plus the small error tree and the epoch-millisecond helpers every other chapter shares.
 - `cryptotft.dataset`: Model features and labels of every symbol as contiguous float32 arrays, an integer array of valid window ends per split, purged time splits with common boundaries, a training-rows scaler, and a one-file snapshot that trains without a database.
 - `cryptotft.db`: One schema, two real backends: an embedded SQLite file (the default, no server) and PostgreSQL. Idempotent upserts, bulk writes that are fast on both, and reads into pandas.
 - `cryptotft.download`: Candles and funding rates of Bybit USDT perpetuals (v5 public API, category `linear`), downloaded incrementally, resumably and politely; plus the import of local kline files.
-- `cryptotft.evaluate`: A model result is only worth reporting next to what a trivial predictor achieves, with an interval that respects the autocorrelation of crypto returns, and as the money its signals would have made under the very trade simulation that produced its labels.
+- `cryptotft.evaluate`: A model result is only worth reporting next to what a trivial predictor achieves, with an interval that respects the autocorrelation of crypto returns.
 - `cryptotft.labels`: Every bar gets the realised return of a long and of a short trade opened at its close and managed by the risk profile (stop-loss, four partial take-profits, a stop ladder, fees and funding). A model that predicts these labels predicts the expected return of the strategy we would actually run.
 - `cryptotft.metabase`: Analytics views over the cryptotft tables and a Metabase dashboard provisioned through its REST API, so that `docker compose up` plus one command gives every researcher the same dashboard.
 - `cryptotft.pipeline`: One command from an empty machine to a trained, evaluated model with a report: init-db -> symbols -> download -> prepare -> train -> evaluate -> predict -> report.

@@ -24,7 +24,7 @@ __all__ = ['TARGETS', 'LABELS', 'TIME_FEATURES', 'SPLITS', 'KEY_COLUMNS', 'WARMU
 
 # %% ../nbs/05_dataset.ipynb #e1a5ab77
 TARGETS = {'regression': ('buy_return', 'sell_return'), 'classification': ('buy_profit', 'sell_profit')}
-LABELS = ('buy_return', 'sell_return', 'buy_profit', 'sell_profit')
+LABELS = ('buy_return', 'sell_return', 'buy_profit', 'sell_profit', 'buy_exit_bars', 'sell_exit_bars')
 TIME_FEATURES = ('hour_sin', 'hour_cos', 'dow_sin', 'dow_cos')
 SPLITS = ('train', 'val', 'test')
 KEY_COLUMNS = {'symbol', 'interval', 'timestamp'}
@@ -69,7 +69,7 @@ def model_columns(df: pd.DataFrame, features=None) -> pd.DataFrame:
 class Dataset:
     "Bar arrays of all symbols plus int arrays of valid window ends per split: an index, not a framework."
     features: np.ndarray          # (N, F) float32, raw (the scaler lives in the model)
-    labels: np.ndarray            # (N, 4) float32, columns LABELS
+    labels: np.ndarray            # (N, L) float32, columns label_names (LABELS; old snapshots: the first 4)
     symbol_id: np.ndarray         # (N,) int32 into symbols
     timestamps: np.ndarray        # (N,) int64 epoch-ms, candle open time
     row_ok: np.ndarray            # (N,) bool: finite features, not warm-up
@@ -97,6 +97,11 @@ class Dataset:
         "(N, 2) float32 targets of `task`: returns (regression) or profit flags (classification)."
         if task not in TARGETS: raise ConfigError(f"task must be one of {', '.join(TARGETS)}, not {task!r}")
         return self.labels[:, [self.label_names.index(c) for c in TARGETS[task]]]
+
+    def label(self, name: str) -> np.ndarray:
+        "(N,) float32 column `name` of the labels (DataError when this dataset does not hold it)."
+        if name not in self.label_names: raise DataError(f"dataset holds no label {name!r} (has {', '.join(self.label_names)}): re-export it")
+        return self.labels[:, list(self.label_names).index(name)]
 
     @property
     def nbytes(self) -> int:
@@ -247,7 +252,7 @@ def record_splits(db, ds: Dataset, run_id: str) -> int:
     return db.upsert('training_sequences', split_table(ds, run_id))
 
 # %% ../nbs/05_dataset.ipynb #9e0ec146
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: labels include buy/sell_exit_bars
 
 def export_dataset(ds: Dataset, path) -> Path:
     "Write `ds` as one self-contained .npz file (arrays + JSON metadata); returns the path."

@@ -1,6 +1,5 @@
 """A model result is only worth reporting next to what a trivial predictor achieves, with an interval
-that respects the autocorrelation of crypto returns, and as the money its signals would have made
-under the very trade simulation that produced its labels.
+that respects the autocorrelation of crypto returns.
 
 Docs: https://cryptotft.github.io/cryptotft/evaluate.html.md"""
 
@@ -8,13 +7,12 @@ Docs: https://cryptotft.github.io/cryptotft/evaluate.html.md"""
 
 # %% ../nbs/08_evaluate.ipynb #2fc67965
 from __future__ import annotations
-import json, warnings
-from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 import numpy as np
 import pandas as pd
-from .config import Config, DataError, from_ms, interval_ms, to_ms
+from .config import Config, DataError, from_ms, to_ms
 from .labels import SIDES
 
 # %% auto #0
@@ -22,10 +20,9 @@ __all__ = ['BARS_PER_DAY', 'accuracy', 'win_rate', 'REGRESSION_METRICS', 'CLASSI
            'LOWER_IS_BETTER', 'NO_SKILL', 'DECISION_ONLY', 'HEADLINE', 'block_bootstrap_indices', 'bootstrap_weights',
            'SideSample', 'panel_index', 'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy', 'precision', 'recall',
            'f1', 'avg_trade', 'auc', 'ic_time', 'rank_ic_time', 'ic_symbol', 'rank_ic_symbol', 'task_metrics',
-           'to_score', 'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'select_trades', 'BacktestResult',
-           'equity_curve', 'trade_stats', 'backtest', 'reference_predictions', 'threshold_sweep', 'plot_backtest',
-           'predict_windows', 'point_forecast', 'eval_frame', 'baseline_predictions', 'evaluate_split', 'RunArtifacts',
-           'load_run_artifacts', 'plot_metrics', 'evaluate_run', 'simulated_labels', 'backtest_frame', 'backtest_run']
+           'to_score', 'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'predict_windows', 'point_forecast',
+           'eval_frame', 'baseline_predictions', 'evaluate_split', 'RunArtifacts', 'load_run_artifacts', 'plot_metrics',
+           'evaluate_run']
 
 # %% ../nbs/08_evaluate.ipynb #666734c8
 BARS_PER_DAY = 96  # 15-minute bars: the bootstrap block is one day
@@ -232,117 +229,6 @@ def lightgbm_baseline(X_train, y_train, X_test, task: str = 'regression', seed: 
         else: out[:, k] = lgb.LGBMRegressor(**kw).fit(X_train[ok], y_train[ok, k]).predict(X_test)
     return out
 
-# %% ../nbs/08_evaluate.ipynb #46c1c8b4
-def select_trades(times_ms, pred, exit_bars, labels, threshold: float, bar_ms: int = 900_000):
-    "One symbol: row indices and sides (0 buy, 1 sell) of the trades taken, one position at a time."
-    times_ms, pred = np.asarray(times_ms, np.int64), np.asarray(pred, np.float64)
-    side = np.argmax(np.nan_to_num(pred, nan=-np.inf), 1)
-    i = np.arange(len(pred))
-    cand = np.flatnonzero((pred[i, side] > threshold) & np.isfinite(np.asarray(labels, np.float64)[i, side]))
-    cand_t, rows, at = times_ms[cand], [], 0
-    while at < len(cand):  # one iteration per trade taken
-        j = cand[at]
-        rows.append(j)
-        free = times_ms[j] + int(exit_bars[j, side[j]]) * bar_ms
-        at = max(at + 1, int(np.searchsorted(cand_t, free, side='left')))
-    rows = np.asarray(rows, dtype=np.int64)
-    return rows, side[rows]
-
-# %% ../nbs/08_evaluate.ipynb #288af15f
-@dataclass
-class BacktestResult:
-    "Trades, equity curve and summary statistics of one backtest (plus references and a sweep when run on a run)."
-    threshold: float
-    trades: pd.DataFrame
-    equity: pd.Series
-    stats: dict
-    per_symbol: pd.DataFrame
-    references: pd.DataFrame | None = None
-    sweep: pd.DataFrame | None = None
-
-    @property
-    def summary(self) -> pd.DataFrame:
-        "Model and reference statistics side by side."
-        model = pd.DataFrame([self.stats], index=['model'])
-        return model if self.references is None else pd.concat([model, self.references])
-
-    @property
-    def drawdown(self) -> pd.Series: return self.equity / self.equity.cummax() - 1
-
-# %% ../nbs/08_evaluate.ipynb #f7cad472
-def equity_curve(trades: pd.DataFrame, grid) -> pd.Series:
-    "Equity (start 1) on the timestamps `grid` and every exit time, compounding each trade at its exit."
-    times = np.union1d(to_ms(grid), to_ms(trades['exit_time'])) if len(trades) else np.unique(to_ms(grid))
-    order = np.argsort(to_ms(trades['exit_time']), kind='stable')
-    growth = np.cumprod(1 + trades['pnl'].to_numpy()[order])
-    k = np.searchsorted(to_ms(trades['exit_time'])[order], times, side='right')
-    eq = np.where(k > 0, growth[np.maximum(k - 1, 0)] if len(growth) else 1.0, 1.0)
-    return pd.Series(eq, index=pd.DatetimeIndex(from_ms(times)), name='equity')
-
-def trade_stats(trades: pd.DataFrame, equity: pd.Series) -> dict:
-    "Total return, annualized Sharpe and Sortino (daily), max drawdown, profit factor and trade statistics."
-    daily = equity.resample('1D').last().ffill().pct_change().dropna().to_numpy()
-    pnl, ret = trades['pnl'].to_numpy(), trades['return_pct'].to_numpy()
-    with np.errstate(invalid='ignore', divide='ignore'):
-        sharpe = daily.mean() / daily.std(ddof=1) * np.sqrt(365) if len(daily) > 1 else np.nan
-        sortino = daily.mean() / np.sqrt(np.mean(np.minimum(daily, 0) ** 2)) * np.sqrt(365) if len(daily) > 1 else np.nan
-        pf = pnl[pnl > 0].sum() / -pnl[pnl < 0].sum() if (pnl < 0).any() else np.inf if len(pnl) else np.nan
-    return dict(total_return=float(equity.iloc[-1] - 1) if len(equity) else 0.0, sharpe=float(sharpe),
-                sortino=float(sortino), max_drawdown=float((equity / equity.cummax() - 1).min()) if len(equity) else 0.0,
-                profit_factor=float(pf), n_trades=int(len(pnl)), win_rate=float(np.mean(ret > 0)) if len(ret) else np.nan,
-                avg_trade_pct=float(ret.mean()) if len(ret) else np.nan)
-
-# %% ../nbs/08_evaluate.ipynb #44b6a435
-def backtest(frame: pd.DataFrame, pred, threshold: float = 0.0, risk_fraction: float = 0.02,
-             leverage: float = 10.0, interval: str = '15') -> BacktestResult:
-    "Trade the predictions of `frame`'s rows (labels incl. `*_exit_bars`) one position per symbol at a time."
-    bar_ms, pred, trades = interval_ms(interval), np.asarray(pred, np.float64), []
-    labels, bars = frame[['buy_return', 'sell_return']].to_numpy(np.float64), frame[['buy_exit_bars', 'sell_exit_bars']].to_numpy()
-    times = to_ms(frame['timestamp'])
-    for sym, idx in frame.groupby('symbol', sort=True).indices.items():
-        idx = idx[np.argsort(times[idx], kind='stable')]
-        rows, side = select_trades(times[idx], pred[idx], bars[idx], labels[idx], threshold, bar_ms)
-        r = idx[rows]
-        trades.append(pd.DataFrame({'symbol': sym, 'entry_time': times[r], 'exit_time': times[r] + bars[r, side].astype(np.int64) * bar_ms,
-                                    'side': np.asarray(SIDES)[side], 'return_pct': labels[r, side]}))
-    tr = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(columns=['symbol', 'entry_time', 'exit_time', 'side', 'return_pct'])
-    tr = tr.assign(entry_time=from_ms(tr['entry_time'].astype(np.int64)).to_numpy(), exit_time=from_ms(tr['exit_time'].astype(np.int64)).to_numpy(),
-                   pnl=risk_fraction * leverage * tr['return_pct'].astype(float) / 100)
-    eq = equity_curve(tr, times)
-    per = tr.groupby('symbol').agg(n_trades=('pnl', 'size'), win_rate=('return_pct', lambda x: (x > 0).mean()),
-                                   avg_trade_pct=('return_pct', 'mean'), total_pnl=('pnl', 'sum')).reset_index()
-    return BacktestResult(threshold, tr, eq, trade_stats(tr, eq), per)
-
-# %% ../nbs/08_evaluate.ipynb #6079e1b4
-def reference_predictions(pred, threshold: float, seed: int = 0) -> dict:
-    "Random-entry (same entry rate, random side) and always-long predictions in the units of `pred`."
-    pred = np.asarray(pred, np.float64)
-    rng = np.random.default_rng(seed)
-    rate = np.mean(np.nanmax(pred, 1) > threshold) if len(pred) else 0.0
-    hi, lo = threshold + 1.0, threshold - 1.0
-    rand = np.full(pred.shape, lo)
-    enter, side = rng.random(len(pred)) < rate, rng.integers(0, 2, len(pred))
-    rand[np.flatnonzero(enter), side[enter]] = hi
-    return {'random_entry': rand, 'always_long': np.tile([hi, lo], (len(pred), 1))}
-
-def threshold_sweep(frame, pred, thresholds, **kw) -> pd.DataFrame:
-    "Backtest statistics for each threshold."
-    return pd.DataFrame([dict(threshold=t, **backtest(frame, pred, t, **kw).stats) for t in thresholds])
-
-# %% ../nbs/08_evaluate.ipynb #3c94ce0a
-def plot_backtest(results: dict, path=None):
-    "Equity and drawdown curves (seaborn) of named BacktestResults; saved to `path` when given."
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=(2, 1))
-    for name, r in results.items():
-        sns.lineplot(x=r.equity.index, y=r.equity.to_numpy(), ax=ax1, label=name, drawstyle='steps-post')
-        sns.lineplot(x=r.equity.index, y=r.drawdown.to_numpy(), ax=ax2, label=name, legend=False, drawstyle='steps-post')
-    ax1.set_ylabel('equity'); ax2.set_ylabel('drawdown'); ax1.set_title('backtest (fees and funding included)')
-    fig.tight_layout()
-    if path: fig.savefig(path, dpi=100); plt.close(fig)
-    return fig
-
 # %% ../nbs/08_evaluate.ipynb #11b01c15
 def predict_windows(model, ds, ends, task: str = 'regression', batch_size: int = 1024) -> np.ndarray:
     "The model's 'prediction' for the windows of `ds` ending at `ends` (the trainer's own tf.data gather)."
@@ -455,55 +341,3 @@ def _record_metrics(db, art: RunArtifacts, table: pd.DataFrame):
     metrics = {**r['metrics'], 'test': {f"{s}_{m}": v for s, m, v in zip(mt['side'], mt['metric'], mt['value'])}}
     db.record_run(art.run_id, r['task'], r['status'], r['symbols'].split(','), r['data_start'], r['data_end'],
                   r['config'], metrics, r['artifacts'])
-
-# %% ../nbs/08_evaluate.ipynb #8a6af683
-def simulated_labels(db, cfg: Config, symbols, start, end, horizon: int) -> pd.DataFrame:
-    "Labels (returns and exit bars) of `symbols` for bars in [start, end], from stored candles and funding."
-    from cryptotft.labels import expected_returns
-    bar, frames = interval_ms(cfg.data_download.interval), []
-    stop = int(to_ms(end)) + (horizon + 1) * bar  # the bars after `end` that its trades need
-    for s in symbols:
-        c = db.read_candles(s, cfg.data_download.interval, start, stop)
-        if not len(c): continue
-        f = db.read_funding(s, start, stop)
-        lab = expected_returns(c, cfg.risk_profile, horizon, f, cfg.data_download.interval)
-        frames.append(pd.concat([c[['timestamp']].assign(symbol=s), lab], axis=1))
-    if not frames: raise DataError('no candles stored for the test period: run `cryptotft download` first')
-    return pd.concat(frames, ignore_index=True)
-
-def backtest_frame(db, cfg: Config, frame: pd.DataFrame, horizon: int) -> pd.DataFrame:
-    "`frame` (symbol, timestamp, ...) joined with re-simulated returns and exit bars."
-    lab = simulated_labels(db, cfg, sorted(frame['symbol'].unique()), frame['timestamp'].min(), frame['timestamp'].max(), horizon)
-    cols = ['buy_return', 'sell_return', 'buy_exit_bars', 'sell_exit_bars']
-    key = lambda d: d.assign(_ts=to_ms(d['timestamp']))[['symbol', '_ts']]
-    out = key(frame).merge(pd.concat([key(lab), lab[cols]], axis=1), on=['symbol', '_ts'], how='left')
-    return frame[['symbol', 'timestamp']].reset_index(drop=True).join(out[cols])
-
-# %% ../nbs/08_evaluate.ipynb #eb39c3fb
-def backtest_run(cfg: Config, run_id: str, threshold: float | None = None, runs_dir='runs', db=None,
-                 risk_fraction: float = 0.02) -> BacktestResult:
-    "Backtest a run's test-period signals (plus random-entry / always-long references and a threshold sweep)."
-    from cryptotft.db import connect
-    art = load_run_artifacts(cfg, run_id, runs_dir)
-    ds, ends = art.ds, art.ds.ends('test')
-    pred = point_forecast(predict_windows(art.model, ds, ends, art.task), art.quantiles)
-    threshold = (0.5 if art.task == 'classification' else 0.0) if threshold is None else float(threshold)
-    horizon = int(ds.config.get('index', {}).get('prediction_horizon', cfg.model.prediction_horizon))
-    frame = backtest_frame(db if db is not None else connect(cfg.database.url), cfg, eval_frame(ds, ends), horizon)
-    kw = dict(risk_fraction=risk_fraction, leverage=cfg.risk_profile.leverage, interval=cfg.data_download.interval)
-    res = backtest(frame, pred, threshold, **kw)
-    refs = {n: backtest(frame, p, threshold, **kw) for n, p in reference_predictions(pred, threshold, cfg.training.seed).items()}
-    res.references = pd.DataFrame({n: r.stats for n, r in refs.items()}).T
-    best = np.nanmax(pred, 1)
-    res.sweep = threshold_sweep(frame, pred, np.unique(np.r_[threshold, np.nanquantile(best, [0.5, 0.75, 0.9, 0.95, 0.99])]), **kw)
-    _save_backtest(art.run_dir, res, refs)
-    return res
-
-def _save_backtest(run_dir: Path, res: BacktestResult, refs: dict):
-    "backtest.json, trade and per-symbol CSVs and the equity / drawdown figure in the run folder."
-    res.trades.to_csv(run_dir / 'backtest_trades.csv', index=False)
-    res.per_symbol.to_csv(run_dir / 'backtest_per_symbol.csv', index=False)
-    doc = {'threshold': res.threshold, 'model': res.stats, 'references': res.references.to_dict('index'),
-           'sweep': res.sweep.to_dict('records')}
-    (run_dir / 'backtest.json').write_text(json.dumps(doc, indent=1, default=float))
-    plot_backtest({'model': res, **refs}, run_dir / 'backtest.png')

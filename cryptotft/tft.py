@@ -10,7 +10,7 @@ __all__ = ['TASKS', 'register', 'TFTConfig', 'HashDropout', 'GatedLinearUnit', '
            'TemporalFusionTransformer', 'build_tft', 'QuantileLoss', 'quantile_loss', 'prediction_loss',
            'feature_importance', 'attention_profile']
 
-# %% ../nbs/06_tft.ipynb #470a5df7
+# %% ../nbs/06_tft.ipynb #fd742c5d
 import math
 from dataclasses import asdict, dataclass
 
@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-# %% ../nbs/06_tft.ipynb #83c91f7b
+from .config import Config, ConfigError
+
+# %% ../nbs/06_tft.ipynb #cd469e78
 TASKS = ('regression', 'classification')
 
 
@@ -38,20 +40,20 @@ class TFTConfig:
     n_targets: int = 2                 # the buy side and the sell side
 
     def __post_init__(self):
-        if self.task not in TASKS: raise ValueError(f"task must be one of {TASKS}, not {self.task!r}.")
-        if self.d_model % self.num_heads: raise ValueError(f"d_model ({self.d_model}) must be a multiple of num_heads ({self.num_heads}).")
-        if not all(0 < q < 1 for q in self.quantiles): raise ValueError(f"quantiles must lie in (0, 1), not {self.quantiles}.")
+        if self.task not in TASKS: raise ConfigError(f"task must be one of {TASKS}, not {self.task!r}.")
+        if self.d_model % self.num_heads: raise ConfigError(f"d_model ({self.d_model}) must be a multiple of num_heads ({self.num_heads}).")
+        if not all(0 < q < 1 for q in self.quantiles): raise ConfigError(f"quantiles must lie in (0, 1), not {self.quantiles}.")
         object.__setattr__(self, 'quantiles', tuple(float(q) for q in self.quantiles))
 
     @classmethod
-    def from_config(cls, cfg, n_features: int, n_symbols: int, task: str | None = None) -> 'TFTConfig':
+    def from_config(cls, cfg: Config, n_features: int, n_symbols: int, task: str | None = None) -> 'TFTConfig':
         "TFTConfig from a `cryptotft.config.Config` (its `model` section; task defaults to `training.task`)."
         m = cfg.model
         return cls(n_features=n_features, n_symbols=n_symbols, sequence_length=m.sequence_length,
                    d_model=m.d_model, num_heads=m.num_heads, dropout=m.dropout, lstm_layers=m.lstm_layers,
                    quantiles=tuple(m.quantiles), task=task or cfg.training.task)
 
-# %% ../nbs/06_tft.ipynb #5ff5c436
+# %% ../nbs/06_tft.ipynb #0942dcea
 register = keras.saving.register_keras_serializable(package='cryptotft')
 
 
@@ -82,7 +84,7 @@ class HashDropout(keras.layers.Layer):
 
     def get_config(self): return {**super().get_config(), 'rate': self.rate, 'seed': self.seed}
 
-# %% ../nbs/06_tft.ipynb #c74d7041
+# %% ../nbs/06_tft.ipynb #66c04d0c
 @register
 class GatedLinearUnit(keras.layers.Layer):
     "GLU (paper eq. 5): a sigmoid gate that can suppress the block it closes."
@@ -127,7 +129,7 @@ class GatedResidualNetwork(keras.layers.Layer):
         return {**super().get_config(), 'units': self.units, 'dropout': self.dropout,
                 'output_units': self.output_units, 'use_context': self.use_context}
 
-# %% ../nbs/06_tft.ipynb #0c5c81d5
+# %% ../nbs/06_tft.ipynb #45855bce
 def _glorot(fan_in, fan_out):
     "Glorot-uniform initializer for one (fan_in, fan_out) matrix of a stack."
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -185,7 +187,7 @@ class VariableSelection(keras.layers.Layer):
 
     def get_config(self): return {**super().get_config(), 'n_vars': self.n_vars, 'units': self.units, 'dropout': self.dropout}
 
-# %% ../nbs/06_tft.ipynb #c9e850b7
+# %% ../nbs/06_tft.ipynb #ef7ca473
 @register
 class StaticCovariateEncoder(keras.layers.Layer):
     "Static covariate encoders (sec. 4.3): symbol -> contexts for selection, enrichment, LSTM h0 and c0."
@@ -203,7 +205,7 @@ class StaticCovariateEncoder(keras.layers.Layer):
 
     def get_config(self): return {**super().get_config(), 'n_symbols': self.n_symbols, 'units': self.units, 'dropout': self.dropout}
 
-# %% ../nbs/06_tft.ipynb #b3c6dbb6
+# %% ../nbs/06_tft.ipynb #464bf197
 @register
 class InterpretableMultiHeadAttention(keras.layers.Layer):
     "Interpretable multi-head attention (eq. 13-16): per-head Q/K, shared V, heads averaged, causal."
@@ -242,7 +244,7 @@ class GatedSkip(keras.layers.Layer):
 
     def get_config(self): return {**super().get_config(), 'units': self.units, 'dropout': self.dropout}
 
-# %% ../nbs/06_tft.ipynb #d6f6b518
+# %% ../nbs/06_tft.ipynb #c20e5c3a
 @register
 class TemporalFusionTransformer(keras.layers.Layer):
     "The TFT (paper fig. 2) for one-step-ahead targets: returns prediction and interpretation weights."
@@ -291,7 +293,7 @@ def build_tft(tcfg: TFTConfig) -> keras.Model:
               'symbol': keras.Input((), dtype='int32', name='symbol')}
     return keras.Model(inputs, TemporalFusionTransformer(tcfg, name='tft')(inputs), name='tft_model')
 
-# %% ../nbs/06_tft.ipynb #6544d215
+# %% ../nbs/06_tft.ipynb #f8333ddd
 @register
 class QuantileLoss(keras.losses.Loss):
     "Pinball loss (paper eq. 24) of (B, n_targets) targets against (B, n_targets, Q) quantile predictions."
@@ -317,7 +319,7 @@ def prediction_loss(tcfg: TFTConfig) -> keras.losses.Loss:
     if tcfg.task == 'regression': return quantile_loss(tcfg.quantiles)
     return keras.losses.BinaryCrossentropy(name='binary_crossentropy')
 
-# %% ../nbs/06_tft.ipynb #b1a3d4fe
+# %% ../nbs/06_tft.ipynb #0d8d6f26
 def feature_importance(temporal_weights, feature_names) -> pd.DataFrame:
     "Mean variable-selection weight per feature over samples and bars, largest first."
     w = np.asarray(temporal_weights, dtype='float64').reshape(-1, len(feature_names))  # (B*T, F)

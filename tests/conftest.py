@@ -1,4 +1,6 @@
-"Shared pytest fixtures: throw-away databases."
+"Shared pytest fixtures: throw-away databases and a tiny trained run."
+import numpy as np
+import pandas as pd
 import pytest
 
 from cryptotft.db import connect
@@ -17,3 +19,44 @@ def sqlite_db(sqlite_url):
     db.init_db()
     yield db
     db.engine.dispose()
+
+
+TINY_FEATURES = ['log_return', 'range_pct', 'vol_16']
+TINY_HORIZON = 16
+
+
+def tiny_processed(candles, funding, cfg, horizon=TINY_HORIZON):
+    "SYNTHETIC processed rows: three scale-free features and the labels, per symbol."
+    from cryptotft.labels import expected_returns, labels_for_storage
+    out = []
+    for s, c in candles.groupby('symbol', sort=False):
+        c = c.reset_index(drop=True)
+        lr = np.log(c.close).diff()
+        f = pd.DataFrame({'symbol': s, 'interval': '15', 'timestamp': c.timestamp, 'log_return': lr,
+                          'range_pct': np.log(c.high / c.low), 'vol_16': lr.rolling(16).std()})
+        lab = labels_for_storage(expected_returns(c, cfg.risk_profile, horizon, funding[funding.symbol == s]))
+        out.append(pd.concat([f, lab], axis=1))
+    return pd.concat(out, ignore_index=True)
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory):
+    "(cfg, db, TrainResult, candles) of run 'tiny': a 1-epoch TFT on 16 SYNTHETIC days of two symbols in SQLite."
+    from cryptotft.config import Config, with_overrides
+    from cryptotft.dataset import dataset_from_db
+    from cryptotft.synthetic import synthetic_market
+    from cryptotft.train import train
+    tmp = tmp_path_factory.mktemp('run')
+    url = f"sqlite:///{tmp / 'test.db'}"
+    cfg = with_overrides(Config(), database=dict(url_override=url),
+                         model=dict(sequence_length=8, prediction_horizon=TINY_HORIZON, d_model=8, num_heads=2, epochs=1,
+                                    batch_size=256),
+                         training=dict(val_fraction=0.2, test_fraction=0.25, walk_forward_folds=1, runs_dir=str(tmp / 'runs')))
+    db = connect(url); db.init_db()
+    candles, funding = synthetic_market(('BTCUSDT', 'ETHUSDT'), days=16, seed=3)
+    db.upsert('raw_market_data', candles.assign(interval='15'))
+    db.upsert('funding_rates', funding)
+    db.upsert('processed_market_data', tiny_processed(candles, funding, cfg))
+    ds = dataset_from_db(db, cfg, features=TINY_FEATURES)
+    res = train(cfg, ds, run_id='tiny', db=db, progress=False, live_plots=False)
+    return cfg, db, res, candles

@@ -1,4 +1,4 @@
-"Metrics against scikit-learn / scipy, bootstrap coverage, the backtest by hand, and no false discovery."
+"Metrics against scikit-learn / scipy, bootstrap coverage and no false discovery (the backtest: test_backtest)."
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,11 +6,9 @@ from scipy import stats
 from scipy.signal import lfilter
 from sklearn import metrics as skm
 
-from cryptotft.config import Config, RiskProfile, from_ms, with_overrides
-from cryptotft.evaluate import (auc, backtest, block_bootstrap_indices, bootstrap_weights, evaluate_split, f1, ic_symbol,
-                                ic_time, mae, metrics_table, precision, r2, rank_ic_symbol, rank_ic_time, recall, rmse,
-                                select_trades, side_sample, win_rate, avg_trade, threshold_sweep, reference_predictions)
-from cryptotft.labels import expected_returns
+from cryptotft.config import Config, from_ms, with_overrides
+from cryptotft.evaluate import (auc, block_bootstrap_indices, bootstrap_weights, evaluate_split, f1, ic_symbol, ic_time, mae,
+                                precision, r2, rank_ic_symbol, rank_ic_time, recall, rmse, side_sample, win_rate, avg_trade)
 
 
 def _ar1(rng, shape, phi):
@@ -83,53 +81,6 @@ def test_block_bootstrap_intervals_cover_the_true_information_coefficient():
         lo, hi = np.percentile(ic_symbol(W, s), [2.5, 97.5])
         hits += lo <= true_ic <= hi
     assert 0.88 <= hits / 200 <= 0.99, hits
-
-
-def _three_trade_frame():
-    ex = pd.DataFrame({'timestamp': from_ms(np.arange(7) * 900_000),
-                       'open': [100, 100, 101, 102, 102, 101, 101.0], 'high': [100, 101.3, 101, 102.2, 102, 101, 101.0],
-                       'low': [100, 100, 100.4, 101.8, 100.5, 101, 101.0], 'close': [100, 101, 100.5, 102, 101, 101, 101.0]})
-    return pd.concat([ex[['timestamp']].assign(symbol='X'), expected_returns(ex, RiskProfile(), horizon=2)], axis=1)
-
-
-def test_backtest_reproduces_three_trades_by_hand_with_overlap_skipping_and_fees():
-    frame = _three_trade_frame()
-    pred = np.array([[1, 0], [1, 0], [0, 1], [1, 0], [0, 0], [0, 0], [0, 0.0]])
-    res = backtest(frame, pred, threshold=0.5, risk_fraction=0.1, leverage=5)
-    want = np.array([-0.055 + 0.2 * (1.2 - 0.02 * 1.012) + 0.8 * (0.5 - 0.055 * 1.005),  # TP1 then timeout
-                     -0.055 - (102 / 100.5 - 1) * 100 - 0.055 * 102 / 100.5,            # short gapped through its stop
-                     -0.055 - 1.1 - 0.055 * 0.989])                                      # long stopped at -1.1%
-    assert res.trades['side'].tolist() == ['buy', 'sell', 'buy']
-    assert (res.trades['entry_time'] == from_ms(np.array([0, 2, 3]) * 900_000)).all()      # bar 1 skipped: overlap
-    assert (res.trades['exit_time'] == from_ms(np.array([2, 3, 4]) * 900_000)).all()
-    assert np.allclose(res.trades['return_pct'], want)
-    assert np.allclose(res.trades['pnl'], 0.5 * want / 100)
-    assert np.isclose(res.stats['total_return'], np.prod(1 + 0.5 * want / 100) - 1)
-    eq = np.cumprod(1 + 0.5 * want / 100)
-    assert np.isclose(res.stats['max_drawdown'], eq[-1] / eq[0] - 1)
-    assert np.isclose(res.stats['profit_factor'], want[0] / -want[1:].sum())
-    assert res.stats['n_trades'] == 3 and np.isclose(res.stats['avg_trade_pct'], want.mean())
-    assert res.per_symbol['n_trades'].tolist() == [3]
-
-
-def test_select_trades_takes_the_better_side_and_waits_for_the_exit():
-    t = np.arange(8) * 900_000
-    pred = np.array([[2, 1], [3, 0], [0, 0], [1, 4], [2, 0], [0, 0], [0, 0], [5, 0.0]])
-    bars = np.full((8, 2), 3)
-    rows, side = select_trades(t, pred, bars, np.ones((8, 2)), 0.5)
-    assert rows.tolist() == [0, 3, 7] and side.tolist() == [0, 1, 0]
-    # a missing bar: exits are measured in time, so the entry after a gap is still correct
-    rows, _ = select_trades(np.r_[0, 1, 5, 6] * 900_000, np.ones((4, 2)), np.full((4, 2), 2), np.ones((4, 2)), 0.0)
-    assert rows.tolist() == [0, 2]
-
-
-def test_threshold_sweep_and_references_trade_less_as_the_bar_rises():
-    frame = _three_trade_frame()
-    pred = np.array([[1, 0], [1, 0], [0, 2], [3, 0], [0, 0], [0, 0], [0, 0.0]])
-    sw = threshold_sweep(frame, pred, [0.5, 1.5, 2.5, 9])
-    assert sw['n_trades'].tolist() == [3, 2, 1, 0]
-    refs = reference_predictions(pred, 0.5, seed=0)
-    assert backtest(frame, refs['always_long'], 0.5).trades['side'].eq('buy').all()
 
 
 def _planted_panel(signal: float, n_days=40, symbols=4, seed=0):

@@ -63,7 +63,7 @@ def test_tiny_model_learns_planted_signal(task):
     keras.utils.set_random_seed(0)
     tcfg = TFTConfig(task=task, **TINY)
     model = build_tft(tcfg)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss={'prediction': prediction_loss(tcfg)})
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss={'prediction': prediction_loss(tcfg)}, jit_compile=True)
     loss = model.fit(planted_dataset(tcfg), epochs=4, verbose=0).history['loss']
     assert loss[-1] < 0.8 * loss[0], loss
 
