@@ -19,8 +19,8 @@ from .config import Config, ConfigError, DataError, config_to_dict, from_ms, int
 __all__ = ['TARGETS', 'LABELS', 'TIME_FEATURES', 'SPLITS', 'KEY_COLUMNS', 'WARMUP_COLUMNS', 'RAW_COLUMNS', 'SNAPSHOT_VERSION',
            'time_features', 'stored_feature_columns', 'model_columns', 'Dataset', 'dataset_arrays', 'valid_window_ends',
            'split_boundaries', 'assign_splits', 'window_rows', 'fit_scaler', 'index_params', 'index_dataset',
-           'dataset_from_frame', 'dataset_from_db', 'get_batch', 'split_table', 'record_splits', 'export_dataset',
-           'load_dataset', 'reindex_if_needed']
+           'dataset_from_frame', 'processed_frame', 'dataset_from_db', 'get_batch', 'split_table', 'record_splits',
+           'export_dataset', 'load_dataset', 'reindex_if_needed']
 
 # %% ../nbs/05_dataset.ipynb #e1a5ab77
 TARGETS = {'regression': ('buy_return', 'sell_return'), 'classification': ('buy_profit', 'sell_profit')}
@@ -216,8 +216,8 @@ def dataset_from_frame(processed: pd.DataFrame, cfg: Config, features=None) -> D
     return index_dataset(dataset_arrays(processed, features), cfg)
 
 # %% ../nbs/05_dataset.ipynb #ef8cea13
-def dataset_from_db(db, cfg: Config, symbols=None, start=None, end=None, features=None) -> Dataset:
-    "Dataset of the stored processed data (all stored symbols unless `symbols`) indexed for `cfg`."
+def processed_frame(db, cfg: Config, symbols=None, start=None, end=None, features=None) -> pd.DataFrame:
+    "Stored processed rows, joined with their candles when the model view must be derived from them."
     df = db.read_processed(symbols, interval=cfg.data_download.interval, start=start, end=end)
     if len(df) == 0: raise DataError('no processed data stored: run `cryptotft prepare` (indicators and labels) first')
     ind = _indicators()
@@ -225,7 +225,11 @@ def dataset_from_db(db, cfg: Config, symbols=None, start=None, end=None, feature
         candles = pd.concat([db.read_candles(s, cfg.data_download.interval, start, end).assign(symbol=s)
                              for s in df['symbol'].unique()], ignore_index=True)
         df = df.merge(candles, on=['symbol', 'timestamp'], how='left', suffixes=('', '_candle'))
-    return dataset_from_frame(df, cfg, features)
+    return df
+
+def dataset_from_db(db, cfg: Config, symbols=None, start=None, end=None, features=None) -> Dataset:
+    "Dataset of the stored processed data (all stored symbols unless `symbols`) indexed for `cfg`."
+    return dataset_from_frame(processed_frame(db, cfg, symbols, start, end, features), cfg, features)
 
 # %% ../nbs/05_dataset.ipynb #15a9c48e
 def get_batch(ds: Dataset, ends: np.ndarray, task: str = 'regression'):

@@ -66,18 +66,18 @@ def predict_run(cfg: Config, db, run_id: str, runs_dir='runs') -> int:
 # %% ../nbs/09_predict.ipynb #503c54dd
 def latest_windows(db, cfg: Config, symbols, feature_names, sequence_length: int, lookback: int = 400):
     "(Dataset of the last `lookback` + T stored bars per symbol, newest valid window end per symbol)."
-    from cryptotft.dataset import TIME_FEATURES, dataset_arrays, valid_window_ends
+    from cryptotft.dataset import dataset_arrays, processed_frame, valid_window_ends
     bar = interval_ms(cfg.data_download.interval)
     last = [db.last_timestamp(s, cfg.data_download.interval, table='processed_market_data') for s in symbols]
     known = [t for t in last if t is not None]
     if not known: raise DataError('no processed data stored for the run\'s symbols: run `cryptotft prepare` first')
     start = int(to_ms(min(known))) - (lookback + sequence_length) * bar
-    df = db.read_processed(list(symbols), interval=cfg.data_download.interval, start=start)
-    base = [f for f in feature_names if f not in TIME_FEATURES]
-    if not set(base) <= set(df.columns):
-        raise DataError(f"stored processed data lacks the run's features {sorted(set(base) - set(df.columns))[:5]}: run `cryptotft prepare`")
-    arr = dataset_arrays(df, base)
-    if list(arr.feature_names) != list(feature_names): raise DataError('stored features do not match the run\'s feature list')
+    df = processed_frame(db, cfg, list(symbols), start=start)
+    # the slice's first bars lack the history of the model view's look-back features (20 bars): warm-up for us
+    df['warmup'] = np.where(df.groupby('symbol').cumcount() < 50, 1.0, df['warmup'] if 'warmup' in df else 0.0)
+    arr = dataset_arrays(df)  # the same model view as training
+    if list(arr.feature_names) != list(feature_names):
+        raise DataError(f"stored features {list(arr.feature_names)[:3]}... do not match the run's feature list: re-run `cryptotft prepare`")
     ends = valid_window_ends(arr.symbol_id, arr.timestamps, arr.row_ok, np.ones(len(arr.timestamps), bool), sequence_length, bar)
     newest = pd.Series(ends).groupby(arr.symbol_id[ends]).max().to_numpy() if len(ends) else np.zeros(0, np.int64)
     return arr, newest
@@ -90,7 +90,7 @@ def predict_latest(cfg: Config, db, run_id: str, runs_dir='runs', threshold: flo
     arr, ends = latest_windows(db, cfg, ds.symbols, ds.feature_names, ds.sequence_length)
     # the model embeds symbols by the run's numbering, not by the order read now
     sid = np.array([ds.symbols.index(s) for s in arr.symbols], dtype=np.int32)[arr.symbol_id]
-    arr = dataclasses.replace(arr, symbol_id=sid, config=ds.config, labels=np.zeros((len(sid), 4), np.float32))
+    arr = dataclasses.replace(arr, symbol_id=sid, config=ds.config, labels=np.zeros((len(sid), len(arr.label_names)), np.float32))
     pred = predict_windows(art.model, arr, ends, art.task)
     return signal_table(np.asarray(ds.symbols)[sid[ends]], from_ms(arr.timestamps[ends]), pred, art.task,
                         threshold, art.quantiles)

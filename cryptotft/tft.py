@@ -10,7 +10,7 @@ __all__ = ['TASKS', 'register', 'TFTConfig', 'HashDropout', 'GatedLinearUnit', '
            'TemporalFusionTransformer', 'build_tft', 'QuantileLoss', 'quantile_loss', 'prediction_loss',
            'feature_importance', 'attention_profile']
 
-# %% ../nbs/06_tft.ipynb #fd742c5d
+# %% ../nbs/06_tft.ipynb #03ccf8df
 import math
 from dataclasses import asdict, dataclass
 
@@ -21,7 +21,7 @@ from keras import ops
 
 from .config import Config, ConfigError
 
-# %% ../nbs/06_tft.ipynb #cd469e78
+# %% ../nbs/06_tft.ipynb #64069759
 TASKS = ('regression', 'classification')
 
 
@@ -53,7 +53,7 @@ class TFTConfig:
                    d_model=m.d_model, num_heads=m.num_heads, dropout=m.dropout, lstm_layers=m.lstm_layers,
                    quantiles=tuple(m.quantiles), task=task or cfg.training.task)
 
-# %% ../nbs/06_tft.ipynb #0942dcea
+# %% ../nbs/06_tft.ipynb #74e49256
 register = keras.saving.register_keras_serializable(package='cryptotft')
 
 
@@ -84,7 +84,7 @@ class HashDropout(keras.layers.Layer):
 
     def get_config(self): return {**super().get_config(), 'rate': self.rate, 'seed': self.seed}
 
-# %% ../nbs/06_tft.ipynb #66c04d0c
+# %% ../nbs/06_tft.ipynb #e2f8b4d9
 @register
 class GatedLinearUnit(keras.layers.Layer):
     "GLU (paper eq. 5): a sigmoid gate that can suppress the block it closes."
@@ -129,7 +129,7 @@ class GatedResidualNetwork(keras.layers.Layer):
         return {**super().get_config(), 'units': self.units, 'dropout': self.dropout,
                 'output_units': self.output_units, 'use_context': self.use_context}
 
-# %% ../nbs/06_tft.ipynb #45855bce
+# %% ../nbs/06_tft.ipynb #fc1e7eb0
 def _glorot(fan_in, fan_out):
     "Glorot-uniform initializer for one (fan_in, fan_out) matrix of a stack."
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -187,7 +187,7 @@ class VariableSelection(keras.layers.Layer):
 
     def get_config(self): return {**super().get_config(), 'n_vars': self.n_vars, 'units': self.units, 'dropout': self.dropout}
 
-# %% ../nbs/06_tft.ipynb #ef7ca473
+# %% ../nbs/06_tft.ipynb #abb6910a
 @register
 class StaticCovariateEncoder(keras.layers.Layer):
     "Static covariate encoders (sec. 4.3): symbol -> contexts for selection, enrichment, LSTM h0 and c0."
@@ -205,7 +205,7 @@ class StaticCovariateEncoder(keras.layers.Layer):
 
     def get_config(self): return {**super().get_config(), 'n_symbols': self.n_symbols, 'units': self.units, 'dropout': self.dropout}
 
-# %% ../nbs/06_tft.ipynb #464bf197
+# %% ../nbs/06_tft.ipynb #908c6a7e
 @register
 class InterpretableMultiHeadAttention(keras.layers.Layer):
     "Interpretable multi-head attention (eq. 13-16): per-head Q/K, shared V, heads averaged, causal."
@@ -244,7 +244,7 @@ class GatedSkip(keras.layers.Layer):
 
     def get_config(self): return {**super().get_config(), 'units': self.units, 'dropout': self.dropout}
 
-# %% ../nbs/06_tft.ipynb #c20e5c3a
+# %% ../nbs/06_tft.ipynb #7ae534fd
 @register
 class TemporalFusionTransformer(keras.layers.Layer):
     "The TFT (paper fig. 2) for one-step-ahead targets: returns prediction and interpretation weights."
@@ -293,7 +293,7 @@ def build_tft(tcfg: TFTConfig) -> keras.Model:
               'symbol': keras.Input((), dtype='int32', name='symbol')}
     return keras.Model(inputs, TemporalFusionTransformer(tcfg, name='tft')(inputs), name='tft_model')
 
-# %% ../nbs/06_tft.ipynb #f8333ddd
+# %% ../nbs/06_tft.ipynb #ab188b49
 @register
 class QuantileLoss(keras.losses.Loss):
     "Pinball loss (paper eq. 24) of (B, n_targets) targets against (B, n_targets, Q) quantile predictions."
@@ -319,7 +319,7 @@ def prediction_loss(tcfg: TFTConfig) -> keras.losses.Loss:
     if tcfg.task == 'regression': return quantile_loss(tcfg.quantiles)
     return keras.losses.BinaryCrossentropy(name='binary_crossentropy')
 
-# %% ../nbs/06_tft.ipynb #0d8d6f26
+# %% ../nbs/06_tft.ipynb #8f180215
 def feature_importance(temporal_weights, feature_names) -> pd.DataFrame:
     "Mean variable-selection weight per feature over samples and bars, largest first."
     w = np.asarray(temporal_weights, dtype='float64').reshape(-1, len(feature_names))  # (B*T, F)
