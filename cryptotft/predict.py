@@ -66,7 +66,7 @@ def predict_run(cfg: Config, db, run_id: str, runs_dir='runs') -> int:
 # %% ../nbs/09_predict.ipynb #503c54dd
 def latest_windows(db, cfg: Config, symbols, feature_names, sequence_length: int, lookback: int = 400):
     "(Dataset of the last `lookback` + T stored bars per symbol, newest valid window end per symbol)."
-    from cryptotft.dataset import dataset_arrays, processed_frame, valid_window_ends
+    from cryptotft.dataset import TIME_FEATURES, dataset_arrays, processed_frame, valid_window_ends
     bar = interval_ms(cfg.data_download.interval)
     last = [db.last_timestamp(s, cfg.data_download.interval, table='processed_market_data') for s in symbols]
     known = [t for t in last if t is not None]
@@ -75,7 +75,8 @@ def latest_windows(db, cfg: Config, symbols, feature_names, sequence_length: int
     df = processed_frame(db, cfg, list(symbols), start=start)
     # the slice's first bars lack the history of the model view's look-back features (20 bars): warm-up for us
     df['warmup'] = np.where(df.groupby('symbol').cumcount() < 50, 1.0, df['warmup'] if 'warmup' in df else 0.0)
-    arr = dataset_arrays(df)  # the same model view as training
+    base = [f for f in feature_names if f not in TIME_FEATURES]
+    arr = dataset_arrays(df, base if set(base) <= set(df.columns) else None)  # the same model view as training
     if list(arr.feature_names) != list(feature_names):
         raise DataError(f"stored features {list(arr.feature_names)[:3]}... do not match the run's feature list: re-run `cryptotft prepare`")
     ends = valid_window_ends(arr.symbol_id, arr.timestamps, arr.row_ok, np.ones(len(arr.timestamps), bool), sequence_length, bar)
