@@ -22,8 +22,8 @@ from .dataset import (Dataset, TARGETS, export_dataset, fit_scaler, get_batch, r
 from .tft import TFTConfig, build_tft, feature_importance, prediction_loss
 
 # %% auto #0
-__all__ = ['dataset_tensors', 'window_pipeline', 'Standardize', 'precision_policy', 'build_model', 'predict_windows',
-           'split_metrics', 'training_figure', 'LivePlot', 'TrainResult', 'train', 'load_run']
+__all__ = ['XLA_MIN_STEPS', 'dataset_tensors', 'window_pipeline', 'Standardize', 'precision_policy', 'build_model',
+           'predict_windows', 'split_metrics', 'training_figure', 'LivePlot', 'TrainResult', 'train', 'load_run']
 
 # %% ../nbs/07_train.ipynb #12caf022
 def dataset_tensors(ds: Dataset, task: str):
@@ -182,13 +182,16 @@ def _snapshot(ds: Dataset, run_dir: Path) -> Path:
     return export_dataset(ds, dst)
 
 # %% ../nbs/07_train.ipynb #899a112e
+XLA_MIN_STEPS = 500  # planned optimizer steps from which compiling the train step with XLA pays off
+
 def _compile(model: keras.Model, tcfg: TFTConfig, cfg: Config, steps: int):
     "AdamW with cosine decay over the planned steps, the task's loss on 'prediction' only."
     m = cfg.model
     lr = keras.optimizers.schedules.CosineDecay(m.learning_rate, decay_steps=max(1, steps * m.epochs), alpha=0.05)
     # no compiled metrics: Keras then wants targets for every output; split_metrics scores after fit
+    # XLA trains 1.6x faster (bench_train) but compiling costs ~30 s: worth it for real runs, not for tiny ones
     model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=m.weight_decay, clipnorm=1.0),
-                  loss={'prediction': prediction_loss(tcfg)})
+                  loss={'prediction': prediction_loss(tcfg)}, jit_compile=steps * m.epochs >= XLA_MIN_STEPS)
 
 def _callbacks(cfg: Config, run_dir: Path, sample, task: str, names, live) -> list:
     "Checkpoint, early stopping, CSV log, live plots and (when the tensorboard package is installed) TensorBoard."
