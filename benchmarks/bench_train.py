@@ -16,6 +16,9 @@ import tensorflow as tf
 from cryptotft.tft import TFTConfig, build_tft, prediction_loss
 
 PF_SAMPLES_PER_S = {128: 59.3, 32: 325.5}  # pytorch-forecasting 1.8.0, torch 2.13 CPU, batch 64
+# train steps per compiled call (measured): 4 amortises Keras's per-step overhead at d_model 32 (+16%), but
+# at d_model 128 any value > 1 loses ~15% wall-clock (same CPU time, idle cores), so 1 there
+STEPS_PER_EXECUTION = {128: 1, 32: 4}
 SIZES = {'default': dict(d_model=128, num_heads=8), 'small': dict(d_model=32, num_heads=4)}
 
 
@@ -29,15 +32,15 @@ def random_dataset(tcfg, batch_size, n_batches=8, seed=0):
     return tf.data.Dataset.from_tensor_slices((x, {'prediction': y})).batch(batch_size, drop_remainder=True).cache().repeat()
 
 
-def compiled_model(tcfg, policy='float32', jit_compile=True):
-    "A TFT compiled for training under the Keras dtype `policy`."
+def compiled_model(tcfg, policy='float32', jit_compile=True, steps_per_execution=1):
+    "A TFT compiled for training under the Keras dtype `policy`, `steps_per_execution` train steps per call."
     keras.mixed_precision.set_global_policy(policy)
     try:
         model = build_tft(tcfg)
     finally:
         keras.mixed_precision.set_global_policy('float32')
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss={'prediction': prediction_loss(tcfg)},
-                  jit_compile=jit_compile)
+                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     return model
 
 
@@ -46,10 +49,11 @@ def train_samples_per_s(model, data, batch_size, seconds=20.0, warmup_steps=3):
 
     The machine is shared, so beside wall-clock samples/s we report samples per CPU-second times the
     core count: what the run would reach with the cores to itself (an upper estimate)."""
-    model.fit(data, steps_per_epoch=warmup_steps, epochs=1, verbose=0)
+    k = model.steps_per_execution  # whole compiled calls only: every fit below runs multiples of k steps
+    model.fit(data, steps_per_epoch=k * warmup_steps, epochs=1, verbose=0)
     t0 = time.perf_counter()
-    model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
-    steps = max(2, int(seconds / ((time.perf_counter() - t0) / 2)))
+    model.fit(data, steps_per_epoch=2 * k, epochs=1, verbose=0)
+    steps = k * max(2, int(seconds / ((time.perf_counter() - t0) / 2) / k))
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -57,20 +61,20 @@ def train_samples_per_s(model, data, batch_size, seconds=20.0, warmup_steps=3):
 
 
 def bench_train(seconds=20.0, batch_size=64, n_features=49, n_symbols=8, sizes=('default', 'small'),
-                policies=('float32', 'mixed_bfloat16'), jit_compile=True):
+                policies=('float32', 'mixed_bfloat16'), jit_compile=True, steps_per_execution=None):
     "Print parameters and training samples/s per size and dtype policy, with the ratio to pytorch-forecasting."
     rows = []
     for size in sizes:
         tcfg = TFTConfig(n_features=n_features, n_symbols=n_symbols, **SIZES[size])
         data = random_dataset(tcfg, batch_size)
         for policy in policies:
-            model = compiled_model(tcfg, policy, jit_compile)
+            model = compiled_model(tcfg, policy, jit_compile, steps_per_execution or STEPS_PER_EXECUTION[tcfg.d_model])
             wall, cpu = train_samples_per_s(model, data, batch_size, seconds)
             pf = PF_SAMPLES_PER_S[tcfg.d_model]
             rows.append(dict(size=size, d_model=tcfg.d_model, params=model.count_params(), policy=policy,
                              wall=wall, cpu=cpu, load=os.getloadavg()[0]))
             print(f'{size:8s} d_model {tcfg.d_model:3d}  params {model.count_params():>9,d}  {policy:15s} '
-                  f'wall {wall:7.1f} samples/s ({wall / pf:4.1f}x PF {pf})  '
+                  f'spe {model.steps_per_execution}  wall {wall:7.1f} samples/s ({wall / pf:4.1f}x PF {pf})  '
                   f'cpu-time est. {cpu:7.1f} ({cpu / pf:4.1f}x)  load {os.getloadavg()[0]:.1f}', flush=True)
     return rows
 
@@ -80,12 +84,13 @@ if __name__ == '__main__':
     ap.add_argument('--seconds', type=float, default=20.0, help='length of each measurement')
     ap.add_argument('--sizes', nargs='+', default=['default', 'small'], choices=list(SIZES))
     ap.add_argument('--policies', nargs='+', default=['float32', 'mixed_bfloat16'])
+    ap.add_argument('--steps-per-execution', type=int, default=None, help=f'Keras compile steps_per_execution (default by d_model: {STEPS_PER_EXECUTION})')
     ap.add_argument('--jit', default='true', help="Keras jit_compile: true (XLA) | false | auto")
     args = ap.parse_args()
     jit = {'true': True, 'false': False}.get(args.jit.lower(), 'auto')
     print(f'keras {keras.__version__} backend {keras.backend.backend()}, tensorflow {tf.__version__}, '
-          f'{os.cpu_count()} CPUs, batch 64, T 60, 49 features, jit_compile={jit}')
-    bench_train(args.seconds, sizes=args.sizes, policies=args.policies, jit_compile=jit)
+          f'{os.cpu_count()} CPUs, batch 64, T 60, 49 features, jit_compile={jit}, steps_per_execution={args.steps_per_execution or STEPS_PER_EXECUTION}')
+    bench_train(args.seconds, sizes=args.sizes, policies=args.policies, jit_compile=jit, steps_per_execution=args.steps_per_execution)
 
 
 # --- dataset memory and batch-gather throughput (cryptotft.dataset / cryptotft.train) -------------------

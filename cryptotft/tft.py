@@ -67,22 +67,23 @@ def _hash32(h):
 @register
 class HashDropout(keras.layers.Layer):
     "Inverted dropout (the paper's regulariser in every GRN and in attention) with a hashed mask."
-    def __init__(self, rate, seed=None, **kwargs):
+    def __init__(self, rate, seed=None, shared_axes=(), **kwargs):
         super().__init__(**kwargs)
-        self.rate, self.seed = rate, seed
+        self.rate, self.seed, self.shared_axes = rate, seed, tuple(shared_axes)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, x, training=None):
         if not training or self.rate == 0: return x
         s = ops.cast(self.seed_generator.next(), 'uint32')                      # (2,) advances every step
         key = _hash32(s[0] * np.uint32(0x9E3779B9) + s[1] * np.uint32(0x85EBCA6B))
-        shape = ops.shape(x)
+        shape = tuple(1 if i in self.shared_axes else k for i, k in enumerate(ops.shape(x)))  # one coin per kept axis
         n = math.prod(shape) if all(isinstance(k, int) for k in shape) else ops.prod(ops.convert_to_tensor(shape))
-        bits = ops.reshape(_hash32(ops.cast(ops.arange(n), 'uint32') + key), shape)  # same shape as x
+        bits = ops.reshape(_hash32(ops.cast(ops.arange(n), 'uint32') + key), shape)
         keep = bits >= np.uint32(self.rate * 2**32)
-        return ops.where(keep, x / (1 - self.rate), ops.zeros_like(x))
+        return ops.where(keep, x / (1 - self.rate), ops.zeros_like(x))  # broadcasts over the shared axes
 
-    def get_config(self): return {**super().get_config(), 'rate': self.rate, 'seed': self.seed}
+    def get_config(self):
+        return {**super().get_config(), 'rate': self.rate, 'seed': self.seed, 'shared_axes': self.shared_axes}
 
 # %% ../nbs/06_tft.ipynb #e2f8b4d9
 @register
@@ -142,7 +143,7 @@ class VariableGRNs(keras.layers.Layer):
     def __init__(self, n_vars, units, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.n_vars, self.units, self.dropout = n_vars, units, dropout
-        self.drop = HashDropout(dropout)
+        self.drop = HashDropout(dropout, shared_axes=(0,))  # one mask for all V variables (see above)
 
     def build(self, x_shape):
         V, d = self.n_vars, self.units

@@ -136,3 +136,13 @@ def test_runs_on_the_jax_backend():
     res = subprocess.run([sys.executable, '-c', JAX_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert 'ok jax' in res.stdout
+
+
+def test_hash_dropout_shared_axes_reuse_one_mask_at_the_stated_rate():
+    from cryptotft.tft import HashDropout
+    x = np.ones((6, 64, 60, 8), 'float32')
+    y = ops.convert_to_numpy(HashDropout(0.2, seed=3, shared_axes=(0,))(x, training=True))
+    assert all(np.array_equal(y[0], y[v]) for v in range(1, 6))  # one mask for every variable
+    assert abs((y > 0).mean() - 0.8) < 0.01 and np.isclose(y.mean(), 1, atol=0.02)
+    z = ops.convert_to_numpy(HashDropout(0.2, seed=3)(x, training=True))
+    assert not np.array_equal(z[0], z[1])  # without shared_axes each slice gets its own coins
