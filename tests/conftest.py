@@ -25,16 +25,17 @@ TINY_FEATURES = ['log_return', 'range_pct', 'vol_16']
 TINY_HORIZON = 16
 
 
-def tiny_processed(candles, funding, cfg, horizon=TINY_HORIZON):
-    "SYNTHETIC processed rows: three scale-free features and the labels, per symbol."
+def tiny_processed(candles, funding, cfg=None, horizon=TINY_HORIZON, third='vol_16'):
+    "SYNTHETIC processed rows: three scale-free features (the third: 16-bar `vol_16` or `mom_16`) and the labels."
     from cryptotft.labels import expected_returns, labels_for_storage
     out = []
     for s, c in candles.groupby('symbol', sort=False):
         c = c.reset_index(drop=True)
         lr = np.log(c.close).diff()
         f = pd.DataFrame({'symbol': s, 'interval': '15', 'timestamp': c.timestamp, 'log_return': lr,
-                          'range_pct': np.log(c.high / c.low), 'vol_16': lr.rolling(16).std()})
-        lab = labels_for_storage(expected_returns(c, cfg.risk_profile, horizon, funding[funding.symbol == s]))
+                          'range_pct': np.log(c.high / c.low),
+                          third: lr.rolling(16).std() if third == 'vol_16' else lr.rolling(16).mean()})
+        lab = labels_for_storage(expected_returns(c, cfg.risk_profile if cfg else None, horizon, funding[funding.symbol == s]))
         out.append(pd.concat([f, lab], axis=1))
     return pd.concat(out, ignore_index=True)
 

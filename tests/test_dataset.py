@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 from cryptotft.config import Config, with_overrides
 from cryptotft.dataset import (SPLITS, dataset_from_db, dataset_from_frame, export_dataset, fit_scaler, load_dataset,
                                record_splits, reindex_if_needed, split_table, valid_window_ends, window_rows)
+from conftest import tiny_processed
 from cryptotft.labels import expected_returns, labels_for_storage
 from cryptotft.synthetic import synthetic_market
 
@@ -16,15 +17,7 @@ FEATURES = ['log_return', 'range_pct', 'vol_16']
 
 def processed(candles, funding, horizon=8):
     "A processed frame with three scale-free features and the labels, per symbol."
-    frames = []
-    for s, c in candles.groupby('symbol', sort=False):
-        c = c.reset_index(drop=True)
-        lr = np.log(c.close).diff()
-        f = pd.DataFrame({'symbol': s, 'timestamp': c.timestamp, 'log_return': lr,
-                          'range_pct': np.log(c.high / c.low), 'vol_16': lr.rolling(16).std()})
-        lab = labels_for_storage(expected_returns(c, horizon=horizon, funding=funding[funding.symbol == s]))
-        frames.append(pd.concat([f, lab], axis=1))
-    return pd.concat(frames, ignore_index=True)
+    return tiny_processed(candles, funding, horizon=horizon)
 
 
 def small_cfg(**training):

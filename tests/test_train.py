@@ -8,7 +8,7 @@ import pytest
 from cryptotft.config import Config, with_overrides
 from cryptotft.dataset import dataset_from_frame, export_dataset, load_dataset
 from cryptotft.db import connect
-from cryptotft.labels import expected_returns, labels_for_storage
+from conftest import tiny_processed
 from cryptotft.synthetic import synthetic_market
 from cryptotft.train import load_run, predict_windows, train
 
@@ -24,15 +24,7 @@ def tiny_cfg(**training):
 def momentum_frame(days=14, seed=0):
     "Synthetic market with a planted momentum drift; three scale-free features; labels with an 8-bar horizon."
     candles, funding = synthetic_market(('BTCUSDT', 'ETHUSDT'), days=days, seed=seed, momentum=0.3)
-    frames = []
-    for s, c in candles.groupby('symbol', sort=False):
-        c = c.reset_index(drop=True)
-        lr = np.log(c.close).diff()
-        f = pd.DataFrame({'symbol': s, 'timestamp': c.timestamp, 'log_return': lr,
-                          'range_pct': np.log(c.high / c.low), 'mom_16': lr.rolling(16).mean()})
-        lab = labels_for_storage(expected_returns(c, horizon=8, funding=funding[funding.symbol == s]))
-        frames.append(pd.concat([f, lab], axis=1))
-    return pd.concat(frames, ignore_index=True)
+    return tiny_processed(candles, funding, horizon=8, third='mom_16')
 
 
 @pytest.fixture(scope='module')
