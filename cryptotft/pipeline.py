@@ -11,6 +11,7 @@ import dataclasses, hashlib, json, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 from .config import Config, DataError, config_to_dict, interval_ms, new_run_id, to_ms, with_overrides
 
 # %% auto #0
@@ -24,9 +25,9 @@ def _label_start(db, symbol: str, interval: str):
     q = ('SELECT MAX(timestamp) FROM processed_market_data WHERE symbol = :s AND "interval" = :i '
          'AND buy_return IS NOT NULL')
     with db.engine.connect() as c:
-        last = c.execute(__import__('sqlalchemy').text(q), {'s': symbol, 'i': interval}).scalar()
+        last = c.execute(sa.text(q), {'s': symbol, 'i': interval}).scalar()
         if last is None: return None
-        counts = [c.execute(__import__('sqlalchemy').text(
+        counts = [c.execute(sa.text(
             f'SELECT COUNT(*) FROM {t} WHERE symbol = :s AND "interval" = :i AND timestamp <= :t'),
             {'s': symbol, 'i': interval, 't': last}).scalar() for t in ('raw_market_data', 'processed_market_data')]
     return None if counts[0] != counts[1] else pd.Timestamp(int(last), unit='ms', tz='UTC')
@@ -60,8 +61,7 @@ def data_fingerprint(cfg: Config, db, symbols) -> str:
     "Hash of the training-relevant config and the stored data range of `symbols`."
     d = config_to_dict(cfg); d.pop('database', None); d.pop('bybit', None)
     with db.engine.connect() as c:
-        from sqlalchemy import text
-        rng = c.execute(text('SELECT symbol, COUNT(*), MAX(timestamp) FROM processed_market_data GROUP BY symbol')).fetchall()
+        rng = c.execute(sa.text('SELECT symbol, COUNT(*), MAX(timestamp) FROM processed_market_data GROUP BY symbol')).fetchall()
     state = {s: [n, t] for s, n, t in rng if s in set(symbols)}
     return hashlib.sha256(json.dumps([d, sorted(symbols), state], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
