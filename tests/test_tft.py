@@ -107,15 +107,23 @@ def test_interpretation_helpers_rank_features_and_lags():
     assert prof.set_index('lag').attention.idxmax() == 1
 
 
-def test_mixed_bfloat16_policy_gives_float32_outputs():
+def test_mixed_bfloat16_policy_gives_float32_outputs_and_trains():
     keras.mixed_precision.set_global_policy('mixed_bfloat16')
     try:
         tcfg = TFTConfig(**TINY)
-        out = build_tft(tcfg)(batch(tcfg))
+        model = build_tft(tcfg)
+        out = model(batch(tcfg))
+        model.compile(optimizer='adam', loss={'prediction': prediction_loss(tcfg)})
+        before = [ops.convert_to_numpy(w) for w in model.trainable_weights]
+        hist = model.fit(planted_dataset(tcfg, n=64), epochs=1, verbose=0)  # dropout on: the hand-written gradients in bf16
     finally:
         keras.mixed_precision.set_global_policy('float32')
     assert all(keras.backend.standardize_dtype(v.dtype) == 'float32' for v in out.values())
     assert np.all(np.isfinite(ops.convert_to_numpy(out['prediction'])))
+    assert np.isfinite(hist.history['loss'][-1])
+    after = {w.path: ops.convert_to_numpy(w) for w in model.trainable_weights}
+    moved = {w.path for w, b in zip(model.trainable_weights, before) if not np.array_equal(after[w.path], b)}
+    assert any(p.endswith('/embed') for p in moved) and any(p.endswith('/hidden') for p in moved)
 
 
 JAX_SCRIPT = """
