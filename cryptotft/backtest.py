@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .config import Config, DataError, RiskProfile, from_ms, interval_ms, to_ms
-from .labels import SIDES
+from .labels import SIDES, expected_returns
 from .evaluate import eval_frame, load_run_artifacts, point_forecast, predict_windows
 
 # %% auto #0
-__all__ = ['EXIT_BARS', 'RETURNS', 'select_trades', 'BacktestResult', 'equity_curve', 'trade_stats', 'backtest',
+__all__ = ['EXIT_BARS', 'RETURNS', 'select_trades', 'drawdown', 'BacktestResult', 'equity_curve', 'trade_stats', 'backtest',
            'reference_predictions', 'threshold_sweep', 'plot_backtest', 'has_exit_bars', 'labels_profile',
            'simulated_labels', 'resimulated_exit_bars', 'trade_frame', 'backtest_run']
 
@@ -38,6 +38,11 @@ def select_trades(times_ms, pred, exit_bars, labels, threshold: float, bar_ms: i
     return rows, side[rows]
 
 # %% ../nbs/08b_backtest.ipynb #70018f5b
+def drawdown(equity: pd.Series) -> pd.Series:
+    "Fraction below the running peak of `equity` (0 at a new high)."
+    return equity / equity.cummax() - 1
+
+
 @dataclass
 class BacktestResult:
     "Trades, equity curve and summary statistics of one backtest (plus references and a sweep when run on a run)."
@@ -56,7 +61,7 @@ class BacktestResult:
         return model if self.references is None else pd.concat([model, self.references])
 
     @property
-    def drawdown(self) -> pd.Series: return self.equity / self.equity.cummax() - 1
+    def drawdown(self) -> pd.Series: return drawdown(self.equity)
 
 # %% ../nbs/08b_backtest.ipynb #de3168da
 def equity_curve(trades: pd.DataFrame, grid) -> pd.Series:
@@ -77,7 +82,7 @@ def trade_stats(trades: pd.DataFrame, equity: pd.Series) -> dict:
         sortino = daily.mean() / np.sqrt(np.mean(np.minimum(daily, 0) ** 2)) * np.sqrt(365) if len(daily) > 1 else np.nan
         pf = pnl[pnl > 0].sum() / -pnl[pnl < 0].sum() if (pnl < 0).any() else np.inf if len(pnl) else np.nan
     return dict(total_return=float(equity.iloc[-1] - 1) if len(equity) else 0.0, sharpe=float(sharpe),
-                sortino=float(sortino), max_drawdown=float((equity / equity.cummax() - 1).min()) if len(equity) else 0.0,
+                sortino=float(sortino), max_drawdown=float(drawdown(equity).min()) if len(equity) else 0.0,
                 profit_factor=float(pf), n_trades=int(len(pnl)), win_rate=float(np.mean(ret > 0)) if len(ret) else np.nan,
                 avg_trade_pct=float(ret.mean()) if len(ret) else np.nan)
 
@@ -151,7 +156,6 @@ def labels_profile(ds, cfg: Config) -> RiskProfile:
 
 def simulated_labels(db, symbols, start, end, horizon: int, profile: RiskProfile, interval: str = '15') -> pd.DataFrame:
     "Labels (returns and exit bars) of `symbols` for bars in [start, end], from stored candles and funding."
-    from cryptotft.labels import expected_returns
     bar, frames = interval_ms(interval), []
     stop = int(to_ms(end)) + (horizon + 1) * bar  # the bars after `end` that its trades need
     for s in symbols:

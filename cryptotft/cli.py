@@ -133,7 +133,7 @@ def cmd_backtest(args):
     from cryptotft.backtest import backtest_run
     cfg = _config(args)
     res = backtest_run(cfg, args.run, threshold=args.threshold, runs_dir=cfg.training.runs_dir)
-    print(res.summary.to_string() if hasattr(res, 'summary') else res)
+    print(res.summary.to_string())
 
 def cmd_predict(args):
     "Store a run's test-period predictions, or score the newest bar of every symbol."

@@ -7,7 +7,7 @@ Docs: https://cryptotft.github.io/cryptotft/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #480ae33f
 from __future__ import annotations
-import dataclasses, os, types, typing
+import dataclasses, os, secrets, time, types, typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -67,7 +67,6 @@ def from_ms(ms) -> pd.Series | pd.Timestamp:
 # %% ../nbs/00_config.ipynb #5aa2c1cd
 def new_run_id(task: str = 'regression', now: float | None = None) -> str:
     "A sortable, unique run id such as 20240501-120000-reg-1a2b3c."
-    import secrets, time
     stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(time.time() if now is None else now))
     return f"{stamp}-{task[:3]}-{secrets.token_hex(3)}"
 

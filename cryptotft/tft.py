@@ -153,14 +153,18 @@ def _affine_init(fan_out):
     return init
 
 
+def _affine_vjp(x, ab, g):
+    "(dx, d ab) of `x * ab[:, :1] + ab[:, 1:]` for the upstream gradient `g` (V, N, d): d ab is one matmul."
+    xa = ops.concatenate([x, ops.ones_like(x)], axis=-1)                         # (V, N, 2): [x, 1]
+    return ops.sum(g * ab[:, :1], axis=-1, keepdims=True), ops.matmul(ops.transpose(xa, (0, 2, 1)), g)
+
+
 def _affine(x, ab):
     "`x * ab[:, :1] + ab[:, 1:]`: (V, N, 1) scalars through (V, 2, d) stacked (slope, offset) -> (V, N, d)."
     @ops.custom_gradient
     def forward(x, ab):
         def grad(*args, upstream=None):
-            upstream = args[0] if upstream is None else upstream                # (V, N, d)
-            xa = ops.concatenate([x, ops.ones_like(x)], axis=-1)                 # (V, N, 2)
-            return ops.sum(upstream * ab[:, :1], axis=-1, keepdims=True), ops.matmul(ops.transpose(xa, (0, 2, 1)), upstream)
+            return _affine_vjp(x, ab, args[0] if upstream is None else upstream)
         return x * ab[:, :1] + ab[:, 1:], grad
     return forward(x, ops.cast(ops.convert_to_tensor(ab), x.dtype))  # a tensor: the gradient flows to the variable
 
@@ -173,9 +177,7 @@ def _dropped_elu(x, ab, mask, keep):
         def grad(*args, upstream=None):
             upstream = args[0] if upstream is None else upstream
             da = upstream * mask * ops.where(e > 0, 1.0, e * keep + 1.0)         # elu'(a) = elu(a) + 1 where a <= 0
-            xa = ops.concatenate([x, ops.ones_like(x)], axis=-1)
-            return (ops.sum(da * ab[:, :1], axis=-1, keepdims=True), ops.matmul(ops.transpose(xa, (0, 2, 1)), da),
-                    ops.zeros_like(mask))                                        # the mask is not learned
+            return *_affine_vjp(x, ab, da), ops.zeros_like(mask)                 # the mask is not learned
         return e, grad
     return forward(x, ops.cast(ops.convert_to_tensor(ab), x.dtype), ops.cast(mask, x.dtype))
 
