@@ -6,6 +6,8 @@ gets the same 53 inputs. Given `--pf-python` (a Python with torch and pytorch-fo
 benchmarks/pf_tft.py), the peer is measured in the same run, right after our model at each size, and the
 ratio is against that; otherwise against the numbers recorded in the spec (59.3 samples/s at d_model 128 /
 8 heads, 325.5 at d_model 32 / 4 heads), which this machine does not always reproduce. Goal: >= 3x.
+Importing cryptotft selects TensorFlow's BFC CPU allocator (cryptotft/__init__.py); TF_CPU_ALLOCATOR_USE_BFC=false
+in the environment measures without it.
 Run: .venv/bin/python benchmarks/bench_train.py [--seconds 20] [--pf-python /tmp/pf/bin/python --rounds 3]
 """
 import argparse
@@ -29,6 +31,15 @@ N_INPUTS = 53  # the peer's time-varying inputs: 49 unknown reals + 4 known time
 # at d_model 128 any value > 1 loses ~15% wall-clock (same CPU time, idle cores), so 1 there
 STEPS_PER_EXECUTION = {128: 1, 32: 4}
 SIZES = {'default': dict(d_model=128, num_heads=8), 'small': dict(d_model=32, num_heads=4)}
+
+
+def cpu_allocator():
+    "'BFC' if TensorFlow's CPU allocator is the BFC one (importing cryptotft selects it; it alone keeps stats), else 'default'."
+    try:
+        tf.config.experimental.get_memory_info('CPU:0')
+        return 'BFC'
+    except ValueError:
+        return 'default'
 
 
 def random_dataset(tcfg, batch_size, n_batches=8, seed=0):
@@ -139,7 +150,8 @@ if __name__ == '__main__':
     args = ap.parse_args()
     jit = {'true': True, 'false': False}.get(args.jit.lower(), 'auto')
     print(f'keras {keras.__version__} backend {keras.backend.backend()}, tensorflow {tf.__version__}, '
-          f'{os.cpu_count()} CPUs, batch 64, T 60, {N_INPUTS} inputs, jit_compile={jit}, steps_per_execution={args.steps_per_execution or STEPS_PER_EXECUTION}')
+          f'{os.cpu_count()} CPUs, batch 64, T 60, {N_INPUTS} inputs, jit_compile={jit}, steps_per_execution={args.steps_per_execution or STEPS_PER_EXECUTION}, '
+          f'CPU allocator {cpu_allocator()} (TF_CPU_ALLOCATOR_USE_BFC=false for the default)')
     bench_train(args.seconds, sizes=args.sizes, policies=args.policies, jit_compile=jit,
                 steps_per_execution=args.steps_per_execution, pf_python=args.pf_python, rounds=args.rounds)
 

@@ -17,4 +17,12 @@ Modules:
 - `cryptotft.synthetic`: A seeded generator of realistic 15-minute perpetual-futures candles and funding rates, for tests, examples and the offline demo. Everything it makes is labelled synthetic.
 - `cryptotft.train`: A tf.data pipeline that gathers windows from the index, Keras `fit` with AdamW, cosine decay, early stopping, the best checkpoint, TensorBoard, a CSV log and live plots; every run leaves a self-contained folder that evaluation loads without a database."""
 
+import os as _os
+
+# TensorFlow's CPU allocator hands every large tensor to malloc, which maps fresh pages for it: each training
+# step then pays a page fault and a zeroing for every page of its (V, N, d) temporaries. The BFC allocator
+# keeps and reuses its memory: +65% TFT training samples/s at d_model 128 on 2 cores (README, Measured). It
+# must be chosen before TensorFlow makes its first tensor, so here; a value the user set is kept.
+_os.environ.setdefault('TF_CPU_ALLOCATOR_USE_BFC', 'true')
+
 __version__ = "0.1.0"

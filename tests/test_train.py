@@ -1,5 +1,8 @@
 "Training end to end on tiny synthetic data: loss falls, no leakage, exact reload, run folder and db rows."
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -105,3 +108,23 @@ def test_shuffled_targets_score_at_chance_while_a_planted_signal_does_better(shu
     auc = [res.metrics['test'][f'{s}_auc'] for s in ('buy', 'sell')]
     if shuffle: assert all(abs(a - 0.5) < 0.07 for a in auc), auc    # ~1,100 test windows: sd of AUC ~0.02
     else: assert min(auc) > 0.7, auc
+
+
+ALLOCATOR_SCRIPT = """
+import os
+os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
+import tensorflow as tf      # importing TensorFlow first is fine: the allocator is chosen at the first tensor
+import cryptotft
+x = tf.ones((256, 1024))
+try: tf.config.experimental.get_memory_info('CPU:0'); print('bfc')   # only the BFC allocator keeps stats
+except ValueError: print('default')
+"""
+
+
+@pytest.mark.parametrize('user_value, expected', [(None, 'bfc'), ('false', 'default')])
+def test_importing_cryptotft_selects_the_bfc_cpu_allocator_unless_the_user_chose(user_value, expected):
+    env = {k: v for k, v in os.environ.items() if k != 'TF_CPU_ALLOCATOR_USE_BFC'}
+    if user_value is not None: env['TF_CPU_ALLOCATOR_USE_BFC'] = user_value
+    res = subprocess.run([sys.executable, '-c', ALLOCATOR_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split()[-1] == expected
