@@ -182,6 +182,43 @@ def _dropped_elu(x, ab, mask, keep):
     return forward(x, ops.cast(ops.convert_to_tensor(ab), x.dtype), ops.cast(mask, x.dtype))
 
 
+
+def _gated_norm_sum(x, embed, z, glu_b, w, gamma, eps=1e-3):
+    """The V GRN tails and their weighted sum (eq. 4, 5, 8), gamma-scaled: sum_v w_v gamma_v LayerNorm(h_v) with
+    h = x * embed[:, :1] + embed[:, 1:] + value * gate(gate_in), [value | gate_in] = z + glu_b.
+
+    x (V, N, 1) inputs, z (V, N, 2d) the GLU's matmul, w (V, N, 1) selection weights -> (N, d). Written with its
+    gradient: the layer norm's sums over d are matmuls with a ones column, every sum over the N rows is a
+    matmul, and z's gradient is written once, as one tensor."""
+    d = gamma.shape[-1]
+    @ops.custom_gradient
+    def forward(x, embed, z, glu_b, w, gamma):
+        inv_d = ops.full((d, 1), 1.0 / d, dtype=z.dtype)                          # mean over d as a matmul
+        zb = z + glu_b
+        value, s = zb[..., :d], gate(zb[..., d:])                                  # (V, N, d) each
+        h = x * embed[:, :1] + embed[:, 1:] + value * s                            # xi + GLU: the residual add
+        mu = ops.matmul(h, inv_d)                                                  # (V, N, 1)
+        c = h - mu
+        r = ops.rsqrt(ops.matmul(c * c, inv_d) + eps)                              # (V, N, 1) 1 / std
+        a = w * r
+        def grad(*args, upstream=None):
+            G = args[0] if upstream is None else upstream                          # (N, d)
+            zb = z + glu_b
+            value, s = zb[..., :d], gate(zb[..., d:])
+            c = x * embed[:, :1] + embed[:, 1:] + value * s - mu                   # recomputed, not stored
+            q = c * G                                                              # (V, N, d)
+            sq = ops.matmul(q, ops.transpose(gamma, (0, 2, 1)))                    # (V, N, 1) sum_j gamma c G
+            m1 = ops.expand_dims(ops.transpose(ops.matmul(G, ops.transpose(gamma[:, 0]))), -1) / d  # mean_j gamma G
+            dh = a * (gamma * G - m1 - (r * r / d) * sq * c)                       # the layer norm's backward
+            dz = ops.concatenate([dh * s, dh * value * s * (1 - s)], axis=-1)      # (V, N, 2d)
+            db = ops.matmul(ops.ones_like(ops.transpose(w, (0, 2, 1))), dz)        # (V, 1, 2d): sum over N
+            dx, dembed = _affine_vjp(x, embed, dh)
+            return dx, dembed, dz, db, r * sq, ops.matmul(ops.transpose(a, (0, 2, 1)), q)
+        return ops.sum(a * gamma * c, axis=0), grad
+    tensor = lambda v: ops.cast(ops.convert_to_tensor(v), z.dtype)                 # variables in: gradients flow to them
+    return forward(x, tensor(embed), z, tensor(glu_b), w, tensor(gamma))
+
+
 @register
 class VariableGRNs(keras.layers.Layer):
     "The per-variable GRNs of a variable selection network (eq. 7-8): all V at once, then their weighted sum."
@@ -203,18 +240,13 @@ class VariableGRNs(keras.layers.Layer):
         "(B, T, V) inputs and (B, T, V) selection weights -> (B, T, d) weighted sum of the V GRN outputs."
         V, T, d = self.n_vars, x.shape[1], self.units
         x = ops.reshape(ops.transpose(x, (2, 0, 1)), (V, -1, 1))           # (V, N=B*T, 1)
-        xi = _affine(x, self.embed)                                         # (V, N, d) the paper's input embedding
         if training and self.dropout > 0:                                   # eta2 after dropout, one mask for all V
             mask = ops.cast(self.drop.multiplier((1, ops.shape(x)[1], d)), x.dtype)
             eta2 = _dropped_elu(x, self.hidden, mask, 1 - self.dropout)    # (V, N, d)
         else: eta2 = ops.elu(_affine(x, self.hidden))
-        gated = ops.matmul(eta2, self.glu_w) + self.glu_b                   # (V, N, 2d)
-        value, gate_in = ops.split(gated, 2, axis=-1)                       # 2 x (V, N, d)
-        h = xi + value * gate(gate_in)
-        mean, var = ops.moments(h, axes=[-1], keepdims=True)                # (V, N, 1)
-        h = (h - mean) * ops.rsqrt(var + 1e-3)                              # (V, N, d) normalised, before gamma/beta
-        w = ops.reshape(ops.transpose(weights, (2, 0, 1)), (V, -1))         # (V, N)
-        out = ops.sum(ops.expand_dims(w, -1) * h * self.gamma, axis=0) + ops.matmul(ops.transpose(w), self.beta)  # (N, d)
+        z = ops.matmul(eta2, self.glu_w)                                    # (V, N, 2d) the GLU's value | gate, no bias
+        w = ops.reshape(ops.transpose(weights, (2, 0, 1)), (V, -1, 1))      # (V, N, 1)
+        out = _gated_norm_sum(x, self.embed, z, self.glu_b, w, self.gamma) + ops.matmul(ops.transpose(w[..., 0]), self.beta)
         return ops.reshape(out, (-1, T, d))                                 # (B, T, d)
 
     def get_config(self): return {**super().get_config(), 'n_vars': self.n_vars, 'units': self.units, 'dropout': self.dropout}
