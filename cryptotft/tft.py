@@ -191,21 +191,24 @@ def _gated_norm_sum(x, embed, z, glu_b, w, gamma, eps=1e-3):
     gradient: the layer norm's sums over d are matmuls with a ones column, every sum over the N rows is a
     matmul, and z's gradient is written once, as one tensor."""
     d = gamma.shape[-1]
+    def residual(x, embed, z, glu_b):
+        "(value, gate, h): the GLU's two halves, (V, N, d) each, and h = xi + GLU, the residual add."
+        zb = z + glu_b
+        value, s = zb[..., :d], gate(zb[..., d:])
+        return value, s, x * embed[:, :1] + embed[:, 1:] + value * s
+
     @ops.custom_gradient
     def forward(x, embed, z, glu_b, w, gamma):
         inv_d = ops.full((d, 1), 1.0 / d, dtype=z.dtype)                          # mean over d as a matmul
-        zb = z + glu_b
-        value, s = zb[..., :d], gate(zb[..., d:])                                  # (V, N, d) each
-        h = x * embed[:, :1] + embed[:, 1:] + value * s                            # xi + GLU: the residual add
+        _, _, h = residual(x, embed, z, glu_b)
         mu = ops.matmul(h, inv_d)                                                  # (V, N, 1)
         c = h - mu
         r = ops.rsqrt(ops.matmul(c * c, inv_d) + eps)                              # (V, N, 1) 1 / std
         a = w * r
         def grad(*args, upstream=None):
             G = args[0] if upstream is None else upstream                          # (N, d)
-            zb = z + glu_b
-            value, s = zb[..., :d], gate(zb[..., d:])
-            c = x * embed[:, :1] + embed[:, 1:] + value * s - mu                   # recomputed, not stored
+            value, s, h = residual(x, embed, z, glu_b)                             # recomputed, not stored
+            c = h - mu
             q = c * G                                                              # (V, N, d)
             sq = ops.matmul(q, ops.transpose(gamma, (0, 2, 1)))                    # (V, N, 1) sum_j gamma c G
             m1 = ops.expand_dims(ops.transpose(ops.matmul(G, ops.transpose(gamma[:, 0]))), -1) / d  # mean_j gamma G
