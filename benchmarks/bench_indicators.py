@@ -6,10 +6,12 @@ families, in the same process, on the same candles.
 
 Prints seconds, rows/s and the speed ratio (goal: >= 5x). The `ta` reference is the one the tests use.
 """
-import argparse, sys, time
+
+import argparse
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,10 +28,12 @@ def real_candles(rows: int) -> list[pd.DataFrame]:
     "Per-symbol real candles of the majors, up to `rows` in all."
     out, left = [], rows
     for s in MAJORS:
-        if left <= 0: break
+        if left <= 0:
+            break
         raw = pd.read_parquet(REAL / f'{s}.parquet').iloc[:left].reset_index(drop=True)
         raw['timestamp'] = pd.to_datetime(raw.timestamp, utc=True)
-        out.append(raw.assign(turnover=raw.volume * raw.close)); left -= len(raw)
+        out.append(raw.assign(turnover=raw.volume * raw.close))
+        left -= len(raw)
     return out
 
 
@@ -42,7 +46,8 @@ def synthetic_candles(rows: int, per_symbol: int = 125_000) -> list[pd.DataFrame
 
 def timed(f, frames):
     t0 = time.perf_counter()
-    for c in frames: f(c)
+    for c in frames:
+        f(c)
     return time.perf_counter() - t0
 
 
@@ -54,17 +59,23 @@ def main():
     a = ap.parse_args()
     frames = synthetic_candles(a.rows) if a.synthetic or not REAL.exists() else real_candles(a.rows)
     n = sum(map(len, frames))
-    print(f'{n:,} rows in {len(frames)} symbols ({"synthetic" if a.synthetic or not REAL.exists() else "real Binance 15m"})')
+    print(
+        f'{n:,} rows in {len(frames)} symbols ({"synthetic" if a.synthetic or not REAL.exists() else "real Binance 15m"})'
+    )
     compute_indicators(frames[0].iloc[:2000])  # warm imports
     ours = timed(compute_indicators, frames)
     print(f'cryptotft.compute_indicators (49 features), 1 thread : {ours:7.2f} s  {n / ours:12,.0f} rows/s')
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(2) as pool: list(pool.map(compute_indicators, frames))
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(compute_indicators, frames))
     threaded = time.perf_counter() - t0
     print(f'cryptotft.compute_indicators, 2 threads over symbols: {threaded:7.2f} s  {n / threaded:12,.0f} rows/s')
-    if a.skip_ta: return
+    if a.skip_ta:
+        return
     theirs = timed(ta_reference, frames)
-    print(f'ta 0.11, same families ({len(ta_reference(frames[0].iloc[:500]).columns)} columns)      : {theirs:7.2f} s  {n / theirs:12,.0f} rows/s')
+    print(
+        f'ta 0.11, same families ({len(ta_reference(frames[0].iloc[:500]).columns)} columns)      : {theirs:7.2f} s  {n / theirs:12,.0f} rows/s'
+    )
     print(f'speed-up, 1 thread: {theirs / ours:.1f}x   (2 threads: {theirs / threaded:.1f}x; goal >= 5x)')
 
 

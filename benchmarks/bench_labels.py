@@ -4,6 +4,7 @@ Run: .venv/bin/python benchmarks/bench_labels.py [--bars 5000000] [--ref-bars 20
 Data: /work/shared/data/binance_usdm_15m (real Binance USD-M candles) with funding where available;
 falls back to a synthetic random walk when the folder is missing. Prints bars/s of both and the ratio.
 """
+
 import argparse
 import atexit
 import os
@@ -41,8 +42,21 @@ def load_symbols():
         o = np.r_[100, c[:-1]]
         w = np.abs(rng.normal(0, 0.002, (2, n)))
         ts = pd.date_range('2020-01-01', periods=n, freq='15min', tz='UTC')
-        return [('SYNTHETIC', pd.DataFrame({'timestamp': ts, 'open': o, 'close': c, 'high': np.maximum(o, c) * (1 + w[0]),
-                                            'low': np.minimum(o, c) * (1 - w[1])}), None)]
+        return [
+            (
+                'SYNTHETIC',
+                pd.DataFrame(
+                    {
+                        'timestamp': ts,
+                        'open': o,
+                        'close': c,
+                        'high': np.maximum(o, c) * (1 + w[0]),
+                        'low': np.minimum(o, c) * (1 - w[1]),
+                    }
+                ),
+                None,
+            )
+        ]
     out = []
     for f in files:
         fund = DATA / 'binance_usdm_funding' / f.name
@@ -55,8 +69,14 @@ def concat_arrays(symbols, n_bars):
     parts = []
     for _, candles, funding in symbols:
         ts = to_ms(candles['timestamp'])
-        fund = np.zeros(len(ts)) if funding is None else funding_per_bar(ts, to_ms(funding['timestamp']), funding['rate'].to_numpy())
-        parts.append([candles[k].to_numpy(np.float64) for k in ('open', 'high', 'low', 'close')] + [fund, segment_ends(ts)])
+        fund = (
+            np.zeros(len(ts))
+            if funding is None
+            else funding_per_bar(ts, to_ms(funding['timestamp']), funding['rate'].to_numpy())
+        )
+        parts.append(
+            [candles[k].to_numpy(np.float64) for k in ('open', 'high', 'low', 'close')] + [fund, segment_ends(ts)]
+        )
     cols, offset, seg = [[] for _ in range(5)], 0, []
     while offset < n_bars:
         for p in parts:
@@ -71,9 +91,11 @@ def concat_arrays(symbols, n_bars):
 
 def cached_load_seconds():
     """First call in a fresh process once the on-disk numba cache exists (what the notebook pays)."""
-    code = ('import time, numpy as np; t=time.perf_counter(); from cryptotft.labels import simulate_entries; '
-            'x=np.full(300, 100.0); simulate_entries(x, x, x, x, np.zeros(300), np.full(300, 300), None, 100); '
-            'print(time.perf_counter()-t)')
+    code = (
+        'import time, numpy as np; t=time.perf_counter(); from cryptotft.labels import simulate_entries; '
+        'x=np.full(300, 100.0); simulate_entries(x, x, x, x, np.zeros(300), np.full(300, 300), None, 100); '
+        'print(time.perf_counter()-t)'
+    )
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, env=os.environ)
     return float(r.stdout.strip()) if r.returncode == 0 else float('nan')
 
@@ -83,21 +105,29 @@ def main(n_bars, ref_bars, horizon=100):
     t0 = time.perf_counter()
     symbols = load_symbols()
     o, h, l, c, fund, seg = concat_arrays(symbols, n_bars)
-    print(f'data: {len(symbols)} symbol(s), {len(c):,} bars (real data tiled to the target), '
-          f'loaded in {time.perf_counter() - t0:.1f}s; numba {numba.__version__}, {numba.get_num_threads()} threads')
+    print(
+        f'data: {len(symbols)} symbol(s), {len(c):,} bars (real data tiled to the target), '
+        f'loaded in {time.perf_counter() - t0:.1f}s; numba {numba.__version__}, {numba.get_num_threads()} threads'
+    )
 
     t0 = time.perf_counter()
-    simulate_entries(o[:1000], h[:1000], l[:1000], c[:1000], fund[:1000], np.minimum(seg[:1000], 1000), profile, horizon)
-    print(f'numba compile (cold cache, first call): {time.perf_counter() - t0:.2f}s; '
-          f'fresh process with warm on-disk cache: {cached_load_seconds():.2f}s (import + first call)')
+    simulate_entries(
+        o[:1000], h[:1000], l[:1000], c[:1000], fund[:1000], np.minimum(seg[:1000], 1000), profile, horizon
+    )
+    print(
+        f'numba compile (cold cache, first call): {time.perf_counter() - t0:.2f}s; '
+        f'fresh process with warm on-disk cache: {cached_load_seconds():.2f}s (import + first call)'
+    )
 
     t0 = time.perf_counter()
     sim = simulate_entries(o, h, l, c, fund, seg, profile, horizon)
     kernel_s = time.perf_counter() - t0
     kernel_rate = len(c) / kernel_s
     held = np.nanmean(np.r_[sim['buy_exit_bars'][sim['valid']], sim['sell_exit_bars'][sim['valid']]])
-    print(f'kernel, {numba.get_num_threads()} threads: {len(c):,} bars (both sides) in {kernel_s:.2f}s = {kernel_rate:,.0f} bars/s '
-          f'(mean bars held {held:.1f})')
+    print(
+        f'kernel, {numba.get_num_threads()} threads: {len(c):,} bars (both sides) in {kernel_s:.2f}s = {kernel_rate:,.0f} bars/s '
+        f'(mean bars held {held:.1f})'
+    )
 
     every = max(1, len(c) // 1_000_000)  # a strided sample: the same market mix as the full run
     sample = np.arange(0, len(c), every)
@@ -106,20 +136,31 @@ def main(n_bars, ref_bars, horizon=100):
     simulate_entries(o, h, l, c, fund, seg, profile, horizon, entries=sample)
     one_rate = len(sample) / (time.perf_counter() - t0)
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    print(f'kernel, 1 thread: {one_rate:,.0f} bars/s on a 1-in-{every} sample of the same bars ({len(sample):,} entries)')
+    print(
+        f'kernel, 1 thread: {one_rate:,.0f} bars/s on a 1-in-{every} sample of the same bars ({len(sample):,} entries)'
+    )
 
     name, candles, funding = next((s for s in symbols if s[0] == "BTCUSDT"), symbols[0])
-    sl = candles.iloc[:ref_bars + horizon]
-    fun = None if funding is None else funding[(funding.timestamp >= sl.timestamp.iloc[0]) & (funding.timestamp <= sl.timestamp.iloc[-1])]
+    sl = candles.iloc[: ref_bars + horizon]
+    fun = (
+        None
+        if funding is None
+        else funding[(funding.timestamp >= sl.timestamp.iloc[0]) & (funding.timestamp <= sl.timestamp.iloc[-1])]
+    )
     t0 = time.perf_counter()
     ref = reference_labels(sl, profile, horizon, fun)
     ref_rate = len(sl) / (time.perf_counter() - t0)
     ours = expected_returns(sl, profile, horizon, fun)
-    agree = np.allclose(ours.buy_return, ref.buy_return, atol=1e-9, equal_nan=True) and \
-        np.allclose(ours.sell_return, ref.sell_return, atol=1e-9, equal_nan=True)
-    print(f'reference (plain Python): {len(sl):,} bars of {name} = {ref_rate:,.0f} bars/s; kernel agrees on the slice: {agree}')
-    print(f'ratio kernel / reference: {kernel_rate / ref_rate:,.0f}x ({numba.get_num_threads()} threads), '
-          f'{one_rate / ref_rate:,.0f}x (1 thread)')
+    agree = np.allclose(ours.buy_return, ref.buy_return, atol=1e-9, equal_nan=True) and np.allclose(
+        ours.sell_return, ref.sell_return, atol=1e-9, equal_nan=True
+    )
+    print(
+        f'reference (plain Python): {len(sl):,} bars of {name} = {ref_rate:,.0f} bars/s; kernel agrees on the slice: {agree}'
+    )
+    print(
+        f'ratio kernel / reference: {kernel_rate / ref_rate:,.0f}x ({numba.get_num_threads()} threads), '
+        f'{one_rate / ref_rate:,.0f}x (1 thread)'
+    )
 
 
 if __name__ == '__main__':

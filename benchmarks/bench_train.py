@@ -10,6 +10,7 @@ Importing cryptotft selects TensorFlow's BFC CPU allocator (cryptotft/__init__.p
 in the environment measures without it.
 Run: .venv/bin/python benchmarks/bench_train.py [--seconds 20] [--pf-python /tmp/pf/bin/python --rounds 3]
 """
+
 import argparse
 import json
 import os
@@ -46,10 +47,17 @@ def random_dataset(tcfg, batch_size, n_batches=8, seed=0):
     "A repeating tf.data pipeline of random in-memory batches (kept out of the measurement's way)."
     rng = np.random.default_rng(seed)
     n = batch_size * n_batches
-    x = {'features': rng.normal(size=(n, tcfg.sequence_length, tcfg.n_features)).astype('float32'),
-         'symbol': rng.integers(0, tcfg.n_symbols, n).astype('int32')}
+    x = {
+        'features': rng.normal(size=(n, tcfg.sequence_length, tcfg.n_features)).astype('float32'),
+        'symbol': rng.integers(0, tcfg.n_symbols, n).astype('int32'),
+    }
     y = rng.normal(scale=0.02, size=(n, tcfg.n_targets)).astype('float32')
-    return tf.data.Dataset.from_tensor_slices((x, {'prediction': y})).batch(batch_size, drop_remainder=True).cache().repeat()
+    return (
+        tf.data.Dataset.from_tensor_slices((x, {'prediction': y}))
+        .batch(batch_size, drop_remainder=True)
+        .cache()
+        .repeat()
+    )
 
 
 def compiled_model(tcfg, policy='float32', jit_compile=True, steps_per_execution=1):
@@ -59,13 +67,18 @@ def compiled_model(tcfg, policy='float32', jit_compile=True, steps_per_execution
         model = build_tft(tcfg)
     finally:
         keras.mixed_precision.set_global_policy('float32')
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss={'prediction': prediction_loss(tcfg)},
-                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss={'prediction': prediction_loss(tcfg)},
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
     return model
 
 
 class _CallClock(keras.callbacks.Callback):
     "Wall and CPU clock at the end of every compiled train call (steps_per_execution steps)."
+
     def __init__(self):
         super().__init__()
         self.wall, self.cpu = [], []
@@ -96,16 +109,36 @@ def train_samples_per_s(model, data, batch_size, seconds=20.0, warmup_steps=3):
 
 def pf_samples_per_s(python, d_model, num_heads, seconds):
     "pytorch-forecasting's TFT samples/s measured now by benchmarks/pf_tft.py under `python` (None: not measured)."
-    if not python: return None
-    cmd = [python, str(Path(__file__).with_name('pf_tft.py')), '--d-model', str(d_model), '--heads', str(num_heads),
-           '--seconds', str(seconds)]
+    if not python:
+        return None
+    cmd = [
+        python,
+        str(Path(__file__).with_name('pf_tft.py')),
+        '--d-model',
+        str(d_model),
+        '--heads',
+        str(num_heads),
+        '--seconds',
+        str(seconds),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode: sys.exit(f'pf_tft.py failed:\n{out.stderr[-2000:]}')
+    if out.returncode:
+        sys.exit(f'pf_tft.py failed:\n{out.stderr[-2000:]}')
     return json.loads(out.stdout.strip().splitlines()[-1])['samples_per_s']
 
 
-def bench_train(seconds=20.0, batch_size=64, n_features=N_INPUTS, n_symbols=8, sizes=('default', 'small'),
-                policies=('float32',), jit_compile=True, steps_per_execution=None, pf_python=None, rounds=1):
+def bench_train(
+    seconds=20.0,
+    batch_size=64,
+    n_features=N_INPUTS,
+    n_symbols=8,
+    sizes=('default', 'small'),
+    policies=('float32',),
+    jit_compile=True,
+    steps_per_execution=None,
+    pf_python=None,
+    rounds=1,
+):
     """Print parameters and training samples/s per size and dtype policy, with the ratio to pytorch-forecasting.
 
     With `pf_python`, each of `rounds` rounds measures our model(s) and then the peer, so that both see the
@@ -114,27 +147,49 @@ def bench_train(seconds=20.0, batch_size=64, n_features=N_INPUTS, n_symbols=8, s
     for size in sizes:
         tcfg = TFTConfig(n_features=n_features, n_symbols=n_symbols, **SIZES[size])
         data = random_dataset(tcfg, batch_size)
-        models = {policy: compiled_model(tcfg, policy, jit_compile, steps_per_execution or STEPS_PER_EXECUTION[tcfg.d_model])
-                  for policy in policies}
+        models = {
+            policy: compiled_model(tcfg, policy, jit_compile, steps_per_execution or STEPS_PER_EXECUTION[tcfg.d_model])
+            for policy in policies
+        }
         for r in range(rounds):
             for policy, model in models.items():
                 wall, cpu = train_samples_per_s(model, data, batch_size, seconds)
-                rows.append(dict(size=size, d_model=tcfg.d_model, params=model.count_params(), policy=policy, round=r,
-                                 wall=wall, cpu=cpu, load=os.getloadavg()[0]))
-                print(f'{size:8s} d_model {tcfg.d_model:3d}  params {model.count_params():>9,d}  {policy:15s} '
-                      f'spe {model.steps_per_execution}  wall {wall:7.1f} samples/s  cpu-time est. {cpu:7.1f}  '
-                      f'load {os.getloadavg()[0]:.1f}', flush=True)
+                rows.append(
+                    dict(
+                        size=size,
+                        d_model=tcfg.d_model,
+                        params=model.count_params(),
+                        policy=policy,
+                        round=r,
+                        wall=wall,
+                        cpu=cpu,
+                        load=os.getloadavg()[0],
+                    )
+                )
+                print(
+                    f'{size:8s} d_model {tcfg.d_model:3d}  params {model.count_params():>9,d}  {policy:15s} '
+                    f'spe {model.steps_per_execution}  wall {wall:7.1f} samples/s  cpu-time est. {cpu:7.1f}  '
+                    f'load {os.getloadavg()[0]:.1f}',
+                    flush=True,
+                )
             live = pf_samples_per_s(pf_python, tcfg.d_model, tcfg.num_heads, seconds)
             pf, label = (live, 'measured now') if live else (PF_SAMPLES_PER_S[tcfg.d_model], 'recorded in the spec')
             mine = [x for x in rows if x['size'] == size and x['round'] == r]
-            for x in mine: x.update(pf=pf, pf_source=label, ratio=x['wall'] / pf)
-            print(f'{size:8s} pytorch-forecasting TFT {pf:7.1f} samples/s ({label}); ours / theirs: '
-                  + ', '.join(f"{x['policy']} {x['ratio']:.2f}x" for x in mine), flush=True)
+            for x in mine:
+                x.update(pf=pf, pf_source=label, ratio=x['wall'] / pf)
+            print(
+                f'{size:8s} pytorch-forecasting TFT {pf:7.1f} samples/s ({label}); ours / theirs: '
+                + ', '.join(f"{x['policy']} {x['ratio']:.2f}x" for x in mine),
+                flush=True,
+            )
         for policy in policies:
             mine = [x for x in rows if x['size'] == size and x['policy'] == policy]
-            print(f'{size:8s} {policy}: median over {len(mine)} round(s): ours {np.median([x["wall"] for x in mine]):.1f} '
-                  f'samples/s, pytorch-forecasting {np.median([x["pf"] for x in mine]):.1f}, '
-                  f'ratio {np.median([x["ratio"] for x in mine]):.2f}x (goal 3x)', flush=True)
+            print(
+                f'{size:8s} {policy}: median over {len(mine)} round(s): ours {np.median([x["wall"] for x in mine]):.1f} '
+                f'samples/s, pytorch-forecasting {np.median([x["pf"] for x in mine]):.1f}, '
+                f'ratio {np.median([x["ratio"] for x in mine]):.2f}x (goal 3x)',
+                flush=True,
+            )
     return rows
 
 
@@ -142,18 +197,38 @@ if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--seconds', type=float, default=20.0, help='length of each measurement')
     ap.add_argument('--sizes', nargs='+', default=['default', 'small'], choices=list(SIZES))
-    ap.add_argument('--policies', nargs='+', default=['float32'], help='Keras dtype policies, e.g. float32 mixed_bfloat16')
-    ap.add_argument('--steps-per-execution', type=int, default=None, help=f'Keras compile steps_per_execution (default by d_model: {STEPS_PER_EXECUTION})')
+    ap.add_argument(
+        '--policies', nargs='+', default=['float32'], help='Keras dtype policies, e.g. float32 mixed_bfloat16'
+    )
+    ap.add_argument(
+        '--steps-per-execution',
+        type=int,
+        default=None,
+        help=f'Keras compile steps_per_execution (default by d_model: {STEPS_PER_EXECUTION})',
+    )
     ap.add_argument('--jit', default='true', help="Keras jit_compile: true (XLA) | false | auto")
-    ap.add_argument('--pf-python', default=None, help='a Python with torch + pytorch-forecasting: measure the peer in this run')
-    ap.add_argument('--rounds', type=int, default=1, help='alternate our measurement and the peer this many times per size')
+    ap.add_argument(
+        '--pf-python', default=None, help='a Python with torch + pytorch-forecasting: measure the peer in this run'
+    )
+    ap.add_argument(
+        '--rounds', type=int, default=1, help='alternate our measurement and the peer this many times per size'
+    )
     args = ap.parse_args()
     jit = {'true': True, 'false': False}.get(args.jit.lower(), 'auto')
-    print(f'keras {keras.__version__} backend {keras.backend.backend()}, tensorflow {tf.__version__}, '
-          f'{os.cpu_count()} CPUs, batch 64, T 60, {N_INPUTS} inputs, jit_compile={jit}, steps_per_execution={args.steps_per_execution or STEPS_PER_EXECUTION}, '
-          f'CPU allocator {cpu_allocator()} (TF_CPU_ALLOCATOR_USE_BFC=false for the default)')
-    bench_train(args.seconds, sizes=args.sizes, policies=args.policies, jit_compile=jit,
-                steps_per_execution=args.steps_per_execution, pf_python=args.pf_python, rounds=args.rounds)
+    print(
+        f'keras {keras.__version__} backend {keras.backend.backend()}, tensorflow {tf.__version__}, '
+        f'{os.cpu_count()} CPUs, batch 64, T 60, {N_INPUTS} inputs, jit_compile={jit}, steps_per_execution={args.steps_per_execution or STEPS_PER_EXECUTION}, '
+        f'CPU allocator {cpu_allocator()} (TF_CPU_ALLOCATOR_USE_BFC=false for the default)'
+    )
+    bench_train(
+        args.seconds,
+        sizes=args.sizes,
+        policies=args.policies,
+        jit_compile=jit,
+        steps_per_execution=args.steps_per_execution,
+        pf_python=args.pf_python,
+        rounds=args.rounds,
+    )
 
 
 # --- dataset memory and batch-gather throughput (cryptotft.dataset / cryptotft.train) -------------------
@@ -161,18 +236,23 @@ if __name__ == '__main__':
 PF_INDEX_MB_PER_M_ROWS, PF_PANEL_MB_PER_M_ROWS = 290.0, 220.0  # pytorch-forecasting 1.8.0 (shared/specs/performance.md)
 
 
-def real_processed_frame(data_dir='../shared/data/binance_usdm_15m', funding_dir='../shared/data/binance_usdm_funding',
-                         horizon=100):
+def real_processed_frame(
+    data_dir='../shared/data/binance_usdm_15m', funding_dir='../shared/data/binance_usdm_funding', horizon=100
+):
     "All real 15m candles -> indicators -> scale-free model features + labels, as one processed frame."
     from pathlib import Path
     import pandas as pd
     from cryptotft.indicators import compute_indicators, model_features
     from cryptotft.labels import expected_returns, labels_for_storage
+
     frames = []
     for f in sorted(Path(data_dir).glob('*.parquet')):
         c = pd.read_parquet(f)
-        c['timestamp'] = pd.to_datetime(c['timestamp'], unit='ms', utc=True) if c['timestamp'].dtype.kind in 'iu' \
+        c['timestamp'] = (
+            pd.to_datetime(c['timestamp'], unit='ms', utc=True)
+            if c['timestamp'].dtype.kind in 'iu'
             else pd.to_datetime(c['timestamp'], utc=True)
+        )
         c = c.sort_values('timestamp').reset_index(drop=True).assign(turnover=np.nan)
         fund = Path(funding_dir) / f.name
         fund = pd.read_parquet(fund) if fund.exists() else None
@@ -180,7 +260,9 @@ def real_processed_frame(data_dir='../shared/data/binance_usdm_15m', funding_dir
             fund['timestamp'] = pd.to_datetime(fund['timestamp'], unit='ms', utc=True)
         ind = compute_indicators(c)
         feats = model_features(pd.concat([c, ind], axis=1))
-        lab = labels_for_storage(expected_returns(c, horizon=horizon, funding=fund))[['buy_return', 'sell_return', 'buy_profit', 'sell_profit']]
+        lab = labels_for_storage(expected_returns(c, horizon=horizon, funding=fund))[
+            ['buy_return', 'sell_return', 'buy_profit', 'sell_profit']
+        ]
         frames.append(pd.concat([c[['timestamp']].assign(symbol=f.stem, warmup=ind['warmup']), feats, lab], axis=1))
     return pd.concat(frames, ignore_index=True)
 
@@ -196,6 +278,7 @@ def bench_dataset(seconds=10.0, batch_size=256):
     from cryptotft.config import Config
     from cryptotft.dataset import dataset_from_frame, get_batch
     from cryptotft.train import window_pipeline
+
     t0 = time.perf_counter()
     df = real_processed_frame()
     t_frame = time.perf_counter() - t0
@@ -209,26 +292,36 @@ def bench_dataset(seconds=10.0, batch_size=256):
     n, f = ds.features.shape
     mb = ds.nbytes / 1e6
     idx_mb = sum(v.nbytes for v in ds.splits.values()) / 1e6
-    print(f'real data: {n:,} rows x {f} features, {len(ds.symbols)} symbols; windows '
-          + ', '.join(f'{k} {len(v):,}' for k, v in ds.splits.items()))
-    print(f'frame (indicators + labels) {t_frame:.1f} s, dataset_from_frame {t_index:.1f} s; '
-          f'process RSS {rss0:.0f} MB with frame -> {_rss_mb():.0f} MB after dropping it')
-    print(f'dataset arrays {mb:,.0f} MB = {mb / n * 1e6:,.0f} MB per 1M rows (of which window index {idx_mb:,.0f} MB = '
-          f'{idx_mb / n * 1e6:,.0f} MB per 1M rows); pytorch-forecasting: {PF_INDEX_MB_PER_M_ROWS:.0f} MB index + '
-          f'{PF_PANEL_MB_PER_M_ROWS:.0f} MB panel per 1M rows -> {(PF_INDEX_MB_PER_M_ROWS + PF_PANEL_MB_PER_M_ROWS) / (mb / n * 1e6):.1f}x ours')
+    print(
+        f'real data: {n:,} rows x {f} features, {len(ds.symbols)} symbols; windows '
+        + ', '.join(f'{k} {len(v):,}' for k, v in ds.splits.items())
+    )
+    print(
+        f'frame (indicators + labels) {t_frame:.1f} s, dataset_from_frame {t_index:.1f} s; '
+        f'process RSS {rss0:.0f} MB with frame -> {_rss_mb():.0f} MB after dropping it'
+    )
+    print(
+        f'dataset arrays {mb:,.0f} MB = {mb / n * 1e6:,.0f} MB per 1M rows (of which window index {idx_mb:,.0f} MB = '
+        f'{idx_mb / n * 1e6:,.0f} MB per 1M rows); pytorch-forecasting: {PF_INDEX_MB_PER_M_ROWS:.0f} MB index + '
+        f'{PF_PANEL_MB_PER_M_ROWS:.0f} MB panel per 1M rows -> {(PF_INDEX_MB_PER_M_ROWS + PF_PANEL_MB_PER_M_ROWS) / (mb / n * 1e6):.1f}x ours'
+    )
     ends = ds.ends('train')
     rng = np.random.default_rng(0)
     k, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds / 2:
-        get_batch(ds, rng.choice(ends, batch_size), 'regression'); k += 1
+        get_batch(ds, rng.choice(ends, batch_size), 'regression')
+        k += 1
     np_sps = k * batch_size / (time.perf_counter() - t0)
     data = iter(window_pipeline(ds, ends, 'regression', batch_size, shuffle=True).repeat())
     next(data)
     k, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds / 2:
-        next(data); k += 1
+        next(data)
+        k += 1
     tf_sps = k * batch_size / (time.perf_counter() - t0)
-    print(f'batch gather (B {batch_size}, T {ds.sequence_length}, F {f}): numpy get_batch {np_sps:,.0f} windows/s, '
-          f'tf.data window_pipeline {tf_sps:,.0f} windows/s ({tf_sps / PF_SAMPLES_PER_S[128]:,.0f}x the samples/s that '
-          f'the TFT of pytorch-forecasting trains at d_model 128: the input pipeline stays out of the way)')
+    print(
+        f'batch gather (B {batch_size}, T {ds.sequence_length}, F {f}): numpy get_batch {np_sps:,.0f} windows/s, '
+        f'tf.data window_pipeline {tf_sps:,.0f} windows/s ({tf_sps / PF_SAMPLES_PER_S[128]:,.0f}x the samples/s that '
+        f'the TFT of pytorch-forecasting trains at d_model 128: the input pipeline stays out of the way)'
+    )
     return dict(rows=n, features=f, mb=mb, np_windows_per_s=np_sps, tf_windows_per_s=tf_sps)

@@ -9,6 +9,7 @@ Workload: 8 symbols x 20,000 bars, 49 unknown reals + 4 known time features + th
 categorical, encoder 60, one step ahead, quantile loss (0.1/0.5/0.9), batch 64, dropout 0.2, every input
 embedded at d_model (hidden_continuous_size = d_model, as in the paper). Prints one JSON line.
 """
+
 import argparse
 import json
 import time
@@ -24,7 +25,9 @@ def panel(n_symbols=8, n_bars=20_000, n_reals=49, seed=0):
     frames = []
     for s in range(n_symbols):
         t = np.arange(n_bars)
-        df = pd.DataFrame(rng.normal(size=(n_bars, n_reals - 1)).astype('float32'), columns=[f'f{i}' for i in range(n_reals - 1)])
+        df = pd.DataFrame(
+            rng.normal(size=(n_bars, n_reals - 1)).astype('float32'), columns=[f'f{i}' for i in range(n_reals - 1)]
+        )
         df['target'] = rng.normal(scale=0.02, size=n_bars).astype('float32')
         df['time_idx'], df['symbol'] = t, f's{s}'
         for k, period in enumerate((96, 96 * 7)):
@@ -48,37 +51,72 @@ def main():
     torch.manual_seed(0)
     df = panel()
     reals = [c for c in df.columns if c.startswith('f')]
-    ds = TimeSeriesDataSet(df, time_idx='time_idx', target='target', group_ids=['symbol'],
-                           max_encoder_length=60, max_prediction_length=1, static_categoricals=['symbol'],
-                           time_varying_unknown_reals=reals + ['target'],
-                           time_varying_known_reals=['sin0', 'cos0', 'sin1', 'cos1'],
-                           target_normalizer=None, add_relative_time_idx=False, add_target_scales=False,
-                           add_encoder_length=False)
+    ds = TimeSeriesDataSet(
+        df,
+        time_idx='time_idx',
+        target='target',
+        group_ids=['symbol'],
+        max_encoder_length=60,
+        max_prediction_length=1,
+        static_categoricals=['symbol'],
+        time_varying_unknown_reals=reals + ['target'],
+        time_varying_known_reals=['sin0', 'cos0', 'sin1', 'cos1'],
+        target_normalizer=None,
+        add_relative_time_idx=False,
+        add_target_scales=False,
+        add_encoder_length=False,
+    )
     # 8 batches made up front and replayed, as bench_train.py replays 8 cached batches: the model's speed, not
     # TimeSeriesDataSet's per-sample Python (about 5% more time per step at num_workers=0)
     batches = [b for _, b in zip(range(8), ds.to_dataloader(train=True, batch_size=args.batch_size, num_workers=0))]
     loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
     model = TemporalFusionTransformer.from_dataset(
-        ds, hidden_size=args.d_model, attention_head_size=args.heads, dropout=0.2,
-        hidden_continuous_size=args.d_model, loss=QuantileLoss([0.1, 0.5, 0.9]), learning_rate=1e-3)
+        ds,
+        hidden_size=args.d_model,
+        attention_head_size=args.heads,
+        dropout=0.2,
+        hidden_continuous_size=args.d_model,
+        loss=QuantileLoss([0.1, 0.5, 0.9]),
+        learning_rate=1e-3,
+    )
 
     class Clock(pl.Callback):
-        def __init__(self): self.t = []
-        def on_train_batch_end(self, *a, **k): self.t.append(time.perf_counter())
+        def __init__(self):
+            self.t = []
+
+        def on_train_batch_end(self, *a, **k):
+            self.t.append(time.perf_counter())
 
     def fit(steps):
         clock = Clock()
-        trainer = pl.Trainer(max_steps=steps, accelerator='cpu', logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
+        trainer = pl.Trainer(
+            max_steps=steps,
+            accelerator='cpu',
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[clock],
+        )
         trainer.fit(model, train_dataloaders=loader)
         return clock.t
 
-    t = fit(8)                                             # warm-up, and the time of one step
+    t = fit(8)  # warm-up, and the time of one step
     per_step = (t[-1] - t[2]) / (len(t) - 3)
     t = fit(max(10, int(args.seconds / per_step)))
     sps = (len(t) - 1) * args.batch_size / (t[-1] - t[0])
-    print(json.dumps({'d_model': args.d_model, 'heads': args.heads, 'params': sum(p.numel() for p in model.parameters()),
-                      'samples_per_s': sps, 'torch': torch.__version__, 'threads': torch.get_num_threads()}))
+    print(
+        json.dumps(
+            {
+                'd_model': args.d_model,
+                'heads': args.heads,
+                'params': sum(p.numel() for p in model.parameters()),
+                'samples_per_s': sps,
+                'torch': torch.__version__,
+                'threads': torch.get_num_threads(),
+            }
+        )
+    )
 
 
 if __name__ == '__main__':

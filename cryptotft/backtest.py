@@ -46,6 +46,7 @@ def drawdown(equity: pd.Series) -> pd.Series:
 @dataclass
 class BacktestResult:
     "Trades, equity curve and summary statistics of one backtest (plus references and a sweep when run on a run)."
+
     threshold: float
     trades: pd.DataFrame
     equity: pd.Series
@@ -61,7 +62,8 @@ class BacktestResult:
         return model if self.references is None else pd.concat([model, self.references])
 
     @property
-    def drawdown(self) -> pd.Series: return drawdown(self.equity)
+    def drawdown(self) -> pd.Series:
+        return drawdown(self.equity)
 
 # %% ../nbs/08b_backtest.ipynb #de3168da
 def equity_curve(trades: pd.DataFrame, grid) -> pd.Series:
@@ -73,38 +75,80 @@ def equity_curve(trades: pd.DataFrame, grid) -> pd.Series:
     eq = np.where(k > 0, growth[np.maximum(k - 1, 0)] if len(growth) else 1.0, 1.0)
     return pd.Series(eq, index=pd.DatetimeIndex(from_ms(times)), name='equity')
 
+
 def trade_stats(trades: pd.DataFrame, equity: pd.Series) -> dict:
     "Total return, annualized Sharpe and Sortino (daily), max drawdown, profit factor and trade statistics."
     daily = equity.resample('1D').last().ffill().pct_change().dropna().to_numpy()
     pnl, ret = trades['pnl'].to_numpy(), trades['return_pct'].to_numpy()
     with np.errstate(invalid='ignore', divide='ignore'):
         sharpe = daily.mean() / daily.std(ddof=1) * np.sqrt(365) if len(daily) > 1 else np.nan
-        sortino = daily.mean() / np.sqrt(np.mean(np.minimum(daily, 0) ** 2)) * np.sqrt(365) if len(daily) > 1 else np.nan
+        sortino = (
+            daily.mean() / np.sqrt(np.mean(np.minimum(daily, 0) ** 2)) * np.sqrt(365) if len(daily) > 1 else np.nan
+        )
         pf = pnl[pnl > 0].sum() / -pnl[pnl < 0].sum() if (pnl < 0).any() else np.inf if len(pnl) else np.nan
-    return dict(total_return=float(equity.iloc[-1] - 1) if len(equity) else 0.0, sharpe=float(sharpe),
-                sortino=float(sortino), max_drawdown=float(drawdown(equity).min()) if len(equity) else 0.0,
-                profit_factor=float(pf), n_trades=int(len(pnl)), win_rate=float(np.mean(ret > 0)) if len(ret) else np.nan,
-                avg_trade_pct=float(ret.mean()) if len(ret) else np.nan)
+    return dict(
+        total_return=float(equity.iloc[-1] - 1) if len(equity) else 0.0,
+        sharpe=float(sharpe),
+        sortino=float(sortino),
+        max_drawdown=float(drawdown(equity).min()) if len(equity) else 0.0,
+        profit_factor=float(pf),
+        n_trades=int(len(pnl)),
+        win_rate=float(np.mean(ret > 0)) if len(ret) else np.nan,
+        avg_trade_pct=float(ret.mean()) if len(ret) else np.nan,
+    )
 
 # %% ../nbs/08b_backtest.ipynb #979a8f94
-def backtest(frame: pd.DataFrame, pred, threshold: float = 0.0, risk_fraction: float = 0.02,
-             leverage: float = 10.0, interval: str = '15') -> BacktestResult:
+def backtest(
+    frame: pd.DataFrame,
+    pred,
+    threshold: float = 0.0,
+    risk_fraction: float = 0.02,
+    leverage: float = 10.0,
+    interval: str = '15',
+) -> BacktestResult:
     "Trade the predictions of `frame`'s rows (labels incl. `*_exit_bars`) one position per symbol at a time."
     bar_ms, pred, trades = interval_ms(interval), np.asarray(pred, np.float64), []
-    labels, bars = frame[['buy_return', 'sell_return']].to_numpy(np.float64), frame[['buy_exit_bars', 'sell_exit_bars']].to_numpy()
+    labels, bars = (
+        frame[['buy_return', 'sell_return']].to_numpy(np.float64),
+        frame[['buy_exit_bars', 'sell_exit_bars']].to_numpy(),
+    )
     times = to_ms(frame['timestamp'])
     for sym, idx in frame.groupby('symbol', sort=True).indices.items():
         idx = idx[np.argsort(times[idx], kind='stable')]
         rows, side = select_trades(times[idx], pred[idx], bars[idx], labels[idx], threshold, bar_ms)
         r = idx[rows]
-        trades.append(pd.DataFrame({'symbol': sym, 'entry_time': times[r], 'exit_time': times[r] + bars[r, side].astype(np.int64) * bar_ms,
-                                    'side': np.asarray(SIDES)[side], 'return_pct': labels[r, side]}))
-    tr = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(columns=['symbol', 'entry_time', 'exit_time', 'side', 'return_pct'])
-    tr = tr.assign(entry_time=from_ms(tr['entry_time'].astype(np.int64)).to_numpy(), exit_time=from_ms(tr['exit_time'].astype(np.int64)).to_numpy(),
-                   pnl=risk_fraction * leverage * tr['return_pct'].astype(float) / 100)
+        trades.append(
+            pd.DataFrame(
+                {
+                    'symbol': sym,
+                    'entry_time': times[r],
+                    'exit_time': times[r] + bars[r, side].astype(np.int64) * bar_ms,
+                    'side': np.asarray(SIDES)[side],
+                    'return_pct': labels[r, side],
+                }
+            )
+        )
+    tr = (
+        pd.concat(trades, ignore_index=True)
+        if trades
+        else pd.DataFrame(columns=['symbol', 'entry_time', 'exit_time', 'side', 'return_pct'])
+    )
+    tr = tr.assign(
+        entry_time=from_ms(tr['entry_time'].astype(np.int64)).to_numpy(),
+        exit_time=from_ms(tr['exit_time'].astype(np.int64)).to_numpy(),
+        pnl=risk_fraction * leverage * tr['return_pct'].astype(float) / 100,
+    )
     eq = equity_curve(tr, times)
-    per = tr.groupby('symbol').agg(n_trades=('pnl', 'size'), win_rate=('return_pct', lambda x: (x > 0).mean()),
-                                   avg_trade_pct=('return_pct', 'mean'), total_pnl=('pnl', 'sum')).reset_index()
+    per = (
+        tr.groupby('symbol')
+        .agg(
+            n_trades=('pnl', 'size'),
+            win_rate=('return_pct', lambda x: (x > 0).mean()),
+            avg_trade_pct=('return_pct', 'mean'),
+            total_pnl=('pnl', 'sum'),
+        )
+        .reset_index()
+    )
     return BacktestResult(threshold, tr, eq, trade_stats(tr, eq), per)
 
 # %% ../nbs/08b_backtest.ipynb #814e7b30
@@ -119,6 +163,7 @@ def reference_predictions(pred, threshold: float, seed: int = 0) -> dict:
     rand[np.flatnonzero(enter), side[enter]] = hi
     return {'random_entry': rand, 'always_long': np.tile([hi, lo], (len(pred), 1))}
 
+
 def threshold_sweep(frame, pred, thresholds, **kw) -> pd.DataFrame:
     "Backtest statistics for each threshold."
     return pd.DataFrame([dict(threshold=t, **backtest(frame, pred, t, **kw).stats) for t in thresholds])
@@ -128,31 +173,43 @@ def plot_backtest(results: dict, path=None):
     "Equity and drawdown curves (seaborn) of named BacktestResults; saved to `path` when given."
     import matplotlib.pyplot as plt
     import seaborn as sns
+
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=(2, 1))
     for name, r in results.items():
         sns.lineplot(x=r.equity.index, y=r.equity.to_numpy(), ax=ax1, label=name, drawstyle='steps-post')
-        sns.lineplot(x=r.equity.index, y=r.drawdown.to_numpy(), ax=ax2, label=name, legend=False, drawstyle='steps-post')
-    ax1.set_ylabel('equity'); ax2.set_ylabel('drawdown'); ax1.set_title('backtest (fees and funding included)')
+        sns.lineplot(
+            x=r.equity.index, y=r.drawdown.to_numpy(), ax=ax2, label=name, legend=False, drawstyle='steps-post'
+        )
+    ax1.set_ylabel('equity')
+    ax2.set_ylabel('drawdown')
+    ax1.set_title('backtest (fees and funding included)')
     fig.tight_layout()
-    if path: fig.savefig(path, dpi=100); plt.close(fig)
+    if path:
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
     return fig
 
 # %% ../nbs/08b_backtest.ipynb #0aafb091
 EXIT_BARS = ('buy_exit_bars', 'sell_exit_bars')
 RETURNS = ('buy_return', 'sell_return')
 
+
 def has_exit_bars(ds, ends=None) -> bool:
     "Whether the dataset's labels give the exit bars of every known return (at rows `ends`, default all)."
-    if not set(EXIT_BARS) <= set(ds.label_names): return False  # a version-1 snapshot
+    if not set(EXIT_BARS) <= set(ds.label_names):
+        return False  # a version-1 snapshot
     rows = slice(None) if ends is None else np.asarray(ends)
     ret, bars = (np.stack([ds.label(c)[rows] for c in cols], 1) for cols in (RETURNS, EXIT_BARS))
     return bool(np.isfinite(bars)[np.isfinite(ret)].all())  # a frame made without exit-bar columns has NaN ones
 
+
 def labels_profile(ds, cfg: Config) -> RiskProfile:
     "The risk profile recorded in the dataset's config (the one its labels were made with), else `cfg`'s."
     rp = ds.config.get('risk_profile')
-    if not rp: return cfg.risk_profile
+    if not rp:
+        return cfg.risk_profile
     return RiskProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in rp.items()})
+
 
 def simulated_labels(db, symbols, start, end, horizon: int, profile: RiskProfile, interval: str = '15') -> pd.DataFrame:
     "Labels (returns and exit bars) of `symbols` for bars in [start, end], from stored candles and funding."
@@ -160,62 +217,95 @@ def simulated_labels(db, symbols, start, end, horizon: int, profile: RiskProfile
     stop = int(to_ms(end)) + (horizon + 1) * bar  # the bars after `end` that its trades need
     for s in symbols:
         c = db.read_candles(s, interval, start, stop)
-        if not len(c): continue
+        if not len(c):
+            continue
         lab = expected_returns(c, profile, horizon, db.read_funding(s, start, stop), interval)
         frames.append(pd.concat([c[['timestamp']].assign(symbol=s), lab], axis=1))
-    if not frames: raise DataError('no candles stored for the test period: run `cryptotft download` first')
+    if not frames:
+        raise DataError('no candles stored for the test period: run `cryptotft download` first')
     return pd.concat(frames, ignore_index=True)
 
 # %% ../nbs/08b_backtest.ipynb #e3ebd2fa
-def resimulated_exit_bars(db, frame: pd.DataFrame, horizon: int, profile: RiskProfile, interval: str = '15') -> pd.DataFrame:
+def resimulated_exit_bars(
+    db, frame: pd.DataFrame, horizon: int, profile: RiskProfile, interval: str = '15'
+) -> pd.DataFrame:
     "`frame` (symbol, timestamp, returns) plus exit bars re-simulated from `db`, checked against its returns."
-    lab = simulated_labels(db, sorted(frame['symbol'].unique()), frame['timestamp'].min(), frame['timestamp'].max(),
-                           horizon, profile, interval)
+    lab = simulated_labels(
+        db,
+        sorted(frame['symbol'].unique()),
+        frame['timestamp'].min(),
+        frame['timestamp'].max(),
+        horizon,
+        profile,
+        interval,
+    )
     key = lambda d: d.assign(_ts=to_ms(d['timestamp']))[['symbol', '_ts']]
     sim = key(frame).merge(pd.concat([key(lab), lab[[*RETURNS, *EXIT_BARS]]], axis=1), on=['symbol', '_ts'], how='left')
     known = frame[list(RETURNS)].notna().to_numpy()
-    off = known & ~np.isclose(sim[list(RETURNS)].to_numpy(np.float64), frame[list(RETURNS)].to_numpy(np.float64), atol=1e-3)
-    if off.any(): raise DataError(f"re-simulated labels of {int(off.any(1).sum())} test bars differ from the snapshot's "
-                                  "(candles missing from the database, or another risk profile / horizon): "
-                                  "re-export the dataset, which then stores the exit bars")
+    off = known & ~np.isclose(
+        sim[list(RETURNS)].to_numpy(np.float64), frame[list(RETURNS)].to_numpy(np.float64), atol=1e-3
+    )
+    if off.any():
+        raise DataError(
+            f"re-simulated labels of {int(off.any(1).sum())} test bars differ from the snapshot's "
+            "(candles missing from the database, or another risk profile / horizon): "
+            "re-export the dataset, which then stores the exit bars"
+        )
     return frame.assign(**{c: sim[c].to_numpy(np.float64) for c in EXIT_BARS})
+
 
 def trade_frame(ds, ends, cfg: Config | None = None, db=None) -> pd.DataFrame:
     "symbol, timestamp, returns and exit bars of the windows ending at `ends` (snapshot labels, or re-simulated from `db`)."
     frame = eval_frame(ds, ends)
-    if has_exit_bars(ds, ends): return frame.assign(**{c: ds.label(c)[ends].astype(np.float64) for c in EXIT_BARS})
-    if db is None or cfg is None: raise DataError('this dataset snapshot holds no exit bars: backtest with the database '
-                                                  'that holds its candles, or re-export the dataset')
+    if has_exit_bars(ds, ends):
+        return frame.assign(**{c: ds.label(c)[ends].astype(np.float64) for c in EXIT_BARS})
+    if db is None or cfg is None:
+        raise DataError(
+            'this dataset snapshot holds no exit bars: backtest with the database '
+            'that holds its candles, or re-export the dataset'
+        )
     horizon = int(ds.config.get('index', {}).get('prediction_horizon', cfg.model.prediction_horizon))
     interval = ds.config.get('index', {}).get('interval', cfg.data_download.interval)
     return resimulated_exit_bars(db, frame, horizon, labels_profile(ds, cfg), interval)
 
 # %% ../nbs/08b_backtest.ipynb #2222c4cb
-def backtest_run(cfg: Config, run_id: str, threshold: float | None = None, runs_dir='runs', db=None,
-                 risk_fraction: float = 0.02) -> BacktestResult:
+def backtest_run(
+    cfg: Config, run_id: str, threshold: float | None = None, runs_dir='runs', db=None, risk_fraction: float = 0.02
+) -> BacktestResult:
     "Backtest a run's test-period signals (plus random-entry / always-long references and a threshold sweep)."
     art = load_run_artifacts(cfg, run_id, runs_dir)
     ds, ends = art.ds, art.ds.ends('test')
     if db is None and not has_exit_bars(ds, ends):  # old snapshots only: re-simulate from stored candles
         from cryptotft.db import connect
+
         db = connect(cfg.database.url)
     frame = trade_frame(ds, ends, cfg, db)
     pred = point_forecast(predict_windows(art.model, ds, ends, art.task), art.quantiles)
     threshold = (0.5 if art.task == 'classification' else 0.0) if threshold is None else float(threshold)
     kw = dict(risk_fraction=risk_fraction, leverage=cfg.risk_profile.leverage, interval=cfg.data_download.interval)
     res = backtest(frame, pred, threshold, **kw)
-    refs = {n: backtest(frame, p, threshold, **kw) for n, p in reference_predictions(pred, threshold, cfg.training.seed).items()}
+    refs = {
+        n: backtest(frame, p, threshold, **kw)
+        for n, p in reference_predictions(pred, threshold, cfg.training.seed).items()
+    }
     res.references = pd.DataFrame({n: r.stats for n, r in refs.items()}).T
     best = np.nanmax(pred, 1)
-    res.sweep = threshold_sweep(frame, pred, np.unique(np.r_[threshold, np.nanquantile(best, [0.5, 0.75, 0.9, 0.95, 0.99])]), **kw)
+    res.sweep = threshold_sweep(
+        frame, pred, np.unique(np.r_[threshold, np.nanquantile(best, [0.5, 0.75, 0.9, 0.95, 0.99])]), **kw
+    )
     _save_backtest(art.run_dir, res, refs)
     return res
+
 
 def _save_backtest(run_dir: Path, res: BacktestResult, refs: dict):
     "backtest.json, trade and per-symbol CSVs and the equity / drawdown figure in the run folder."
     res.trades.to_csv(run_dir / 'backtest_trades.csv', index=False)
     res.per_symbol.to_csv(run_dir / 'backtest_per_symbol.csv', index=False)
-    doc = {'threshold': res.threshold, 'model': res.stats, 'references': res.references.to_dict('index'),
-           'sweep': res.sweep.to_dict('records')}
+    doc = {
+        'threshold': res.threshold,
+        'model': res.stats,
+        'references': res.references.to_dict('index'),
+        'sweep': res.sweep.to_dict('records'),
+    }
     (run_dir / 'backtest.json').write_text(json.dumps(doc, indent=1, default=float))
     plot_backtest({'model': res, **refs}, run_dir / 'backtest.png')

@@ -7,7 +7,10 @@ Docs: https://cryptotft.github.io/cryptotft/cli.html.md"""
 
 # %% ../nbs/10_cli.ipynb #c2ad348e
 from __future__ import annotations
-import argparse, dataclasses, os, sys
+import argparse
+import dataclasses
+import os
+import sys
 from .config import CryptoTFTError, ConfigError, Config, load_config, with_overrides
 
 # %% auto #0
@@ -21,6 +24,7 @@ def _symbols(s: str | None) -> list[str] | None:
     "Comma-separated symbols -> upper-case list."
     return None if not s else [x.strip().upper() for x in s.split(',') if x.strip()]
 
+
 def _config(args) -> Config:
     "Config from --config, with --db applied."
     cfg = load_config(args.config)
@@ -28,33 +32,45 @@ def _config(args) -> Config:
         cfg = dataclasses.replace(cfg, database=dataclasses.replace(cfg.database, url_override=args.db))
     return cfg
 
+
 def _db(cfg: Config):
     "Connected database (created schema is the caller's business)."
     from cryptotft.db import connect
+
     return connect(cfg.database.url)
+
 
 def _params(pairs: list[str] | None) -> dict:
     "key=value pairs -> dict, values parsed as YAML scalars."
     import yaml
+
     out = {}
     for p in pairs or []:
-        if '=' not in p: raise ConfigError(f"--param {p!r} must look like key=value")
-        k, v = p.split('=', 1); out[k.strip()] = yaml.safe_load(v)
+        if '=' not in p:
+            raise ConfigError(f"--param {p!r} must look like key=value")
+        k, v = p.split('=', 1)
+        out[k.strip()] = yaml.safe_load(v)
     return out
 
 # %% ../nbs/10_cli.ipynb #b808a4d4
 def cmd_init_db(args):
     "Create every table (re-running is a no-op)."
-    cfg = _config(args); db = _db(cfg)
+    cfg = _config(args)
+    db = _db(cfg)
     created = db.init_db()
     print(f"{'created' if created else 'already up to date'}: {db} (schema version {db.schema_version()})")
+
 
 def cmd_demo_data(args):
     "Write a SYNTHETIC market into the database (offline demo and tests)."
     from cryptotft.synthetic import synthetic_market
-    cfg = _config(args); db = _db(cfg); db.init_db()
-    candles, funding = synthetic_market(_symbols(args.symbols) or ['BTCUSDT', 'ETHUSDT', 'SOLUSDT'],
-                                        days=args.days, seed=args.seed, start=args.start)
+
+    cfg = _config(args)
+    db = _db(cfg)
+    db.init_db()
+    candles, funding = synthetic_market(
+        _symbols(args.symbols) or ['BTCUSDT', 'ETHUSDT', 'SOLUSDT'], days=args.days, seed=args.seed, start=args.start
+    )
     n = db.upsert('raw_market_data', candles.assign(interval='15'))
     db.upsert('funding_rates', funding)
     print(f"wrote {n} SYNTHETIC candles and {len(funding)} funding events for {candles.symbol.nunique()} symbols")
@@ -63,33 +79,56 @@ def cmd_demo_data(args):
 def cmd_validate_symbols(args):
     "Check configured symbols against Bybit's instrument list; store instrument info."
     from cryptotft.download import validate_symbols
-    cfg = _bybit(args); db = _db(cfg); db.init_db()
+
+    cfg = _bybit(args)
+    db = _db(cfg)
+    db.init_db()
     valid, invalid = validate_symbols(cfg, db, symbols=_symbols(args.symbols))
     print(f"{len(valid)} valid USDT perpetual symbols")
-    for s, why in invalid.items(): print(f"invalid: {s}: {why}")
+    for s, why in invalid.items():
+        print(f"invalid: {s}: {why}")
     return 1 if invalid else 0
+
 
 def _bybit(args) -> Config:
     "Config with --base-url applied."
     cfg = _config(args)
-    if getattr(args, 'base_url', None): cfg = with_overrides(cfg, bybit=dict(base_url=args.base_url))
+    if getattr(args, 'base_url', None):
+        cfg = with_overrides(cfg, bybit=dict(base_url=args.base_url))
     return cfg
+
 
 def cmd_download(args):
     "Download (incrementally) candles and funding rates from Bybit."
     from cryptotft.download import download
-    cfg = _bybit(args); db = _db(cfg); db.init_db()
-    rep = download(cfg, db, _symbols(args.symbols) or list(cfg.data_download.symbols),
-                   interval=args.interval or cfg.data_download.interval, start=args.start, end=args.end,
-                   days=args.days, progress=not args.quiet)
-    if len(rep.gaps): print(rep.gaps.to_string(index=False))
-    for s, e in rep.errors.items(): print(f"error: {s}: {e}", file=sys.stderr)
+
+    cfg = _bybit(args)
+    db = _db(cfg)
+    db.init_db()
+    rep = download(
+        cfg,
+        db,
+        _symbols(args.symbols) or list(cfg.data_download.symbols),
+        interval=args.interval or cfg.data_download.interval,
+        start=args.start,
+        end=args.end,
+        days=args.days,
+        progress=not args.quiet,
+    )
+    if len(rep.gaps):
+        print(rep.gaps.to_string(index=False))
+    for s, e in rep.errors.items():
+        print(f"error: {s}: {e}", file=sys.stderr)
     return 1 if rep.errors else 0
+
 
 def cmd_import_csv(args):
     "Import a local Bybit/Binance kline CSV (or parquet) file."
     from cryptotft.download import import_csv
-    cfg = _config(args); db = _db(cfg); db.init_db()
+
+    cfg = _config(args)
+    db = _db(cfg)
+    db.init_db()
     n = import_csv(db, args.path, args.symbol.upper(), interval=args.interval)
     print(f"imported {n} candles of {args.symbol.upper()} from {args.path}")
 
@@ -97,69 +136,104 @@ def cmd_import_csv(args):
 def cmd_prepare(args):
     "Compute indicators and labels for stored candles (incremental)."
     from cryptotft.pipeline import prepare
-    cfg = _config(args); db = _db(cfg); db.init_db()
+
+    cfg = _config(args)
+    db = _db(cfg)
+    db.init_db()
     n = prepare(cfg, db, symbols=_symbols(args.symbols), progress=not args.quiet)
     print(f"prepared {n} bars")
+
 
 def cmd_export_dataset(args):
     "Write one self-contained dataset snapshot file (for training without a database)."
     from cryptotft.dataset import dataset_from_db, export_dataset
-    cfg = _config(args); db = _db(cfg)
+
+    cfg = _config(args)
+    db = _db(cfg)
     ds = dataset_from_db(db, cfg, symbols=_symbols(args.symbols))
     export_dataset(ds, args.out)
     print(f"wrote {args.out}")
+
 
 def cmd_train(args):
     "Train a TFT on the database (or a dataset snapshot) and save the run."
     from cryptotft.dataset import dataset_from_db, load_dataset
     from cryptotft.train import train
+
     cfg = _config(args)
     db = None if args.dataset else _db(cfg)
     ds = load_dataset(args.dataset) if args.dataset else dataset_from_db(db, cfg, symbols=_symbols(args.symbols))
-    res = train(cfg, ds, task=args.task, epochs=args.epochs, batch_size=args.batch_size,
-                run_id=args.run_id, db=db, progress=not args.quiet)
+    res = train(
+        cfg,
+        ds,
+        task=args.task,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        run_id=args.run_id,
+        db=db,
+        progress=not args.quiet,
+    )
     print(f"run {res.run_id} saved in {res.run_dir}")
 
 # %% ../nbs/10_cli.ipynb #7966bc31
 def cmd_evaluate(args):
     "Metrics with bootstrap intervals next to baselines for one run."
     from cryptotft.evaluate import evaluate_run
+
     cfg = _config(args)
     table = evaluate_run(cfg, args.run, runs_dir=cfg.training.runs_dir)
     print(table.to_string())
 
+
 def cmd_backtest(args):
     "Backtest a run's signals with the label simulator."
     from cryptotft.backtest import backtest_run
+
     cfg = _config(args)
     res = backtest_run(cfg, args.run, threshold=args.threshold, runs_dir=cfg.training.runs_dir)
     print(res.summary.to_string())
 
+
 def cmd_predict(args):
     "Store a run's test-period predictions, or score the newest bar of every symbol."
     from cryptotft.predict import predict_latest, predict_run
-    cfg = _config(args); db = _db(cfg)
-    if args.latest: print(predict_latest(cfg, db, args.run, runs_dir=cfg.training.runs_dir).to_string(index=False))
-    else: print(f"stored {predict_run(cfg, db, args.run, runs_dir=cfg.training.runs_dir)} predictions of run {args.run}")
+
+    cfg = _config(args)
+    db = _db(cfg)
+    if args.latest:
+        print(predict_latest(cfg, db, args.run, runs_dir=cfg.training.runs_dir).to_string(index=False))
+    else:
+        print(f"stored {predict_run(cfg, db, args.run, runs_dir=cfg.training.runs_dir)} predictions of run {args.run}")
 
 # %% ../nbs/10_cli.ipynb #7fb61eac
 def cmd_report(args):
     "Execute the parameterized training report notebook with papermill into runs/<run_id>/."
     from cryptotft.pipeline import run_report
+
     cfg = _config(args)
     out = run_report(cfg, _params(args.param), notebook=args.notebook)
     print(f"report: {out}")
 
+
 def cmd_pipeline(args):
     "The whole chain: init-db, symbols, download, prepare, train, evaluate, predict, report."
     from cryptotft.pipeline import run_pipeline
+
     cfg = _config(args)
-    run_pipeline(cfg, demo=args.demo, skip=set(args.skip or []), force=args.force, progress=not args.quiet,
-                 demo_days=args.demo_days)
+    run_pipeline(
+        cfg,
+        demo=args.demo,
+        skip=set(args.skip or []),
+        force=args.force,
+        progress=not args.quiet,
+        demo_days=args.demo_days,
+    )
+
 
 def cmd_runs(args):
     "List recorded runs."
-    cfg = _config(args); db = _db(cfg)
+    cfg = _config(args)
+    db = _db(cfg)
     runs = db.read_runs()
     cols = ['run_id', 'created_at', 'task', 'status', 'symbols']
     print(runs[cols].to_string(index=False) if len(runs) else 'no runs yet')
@@ -168,54 +242,82 @@ def cmd_runs(args):
 def cmd_remote_run(args):
     "Ship code + a dataset snapshot to a GPU machine over SSH, run the report notebook, fetch the run."
     from cryptotft.remote import RemoteHost, parse_params, run_remote
+
     cfg = _config(args)
     snapshot = args.snapshot
     if not snapshot:
         from cryptotft.dataset import dataset_from_db, export_dataset
+
         snapshot = f"{cfg.training.runs_dir}/snapshots/dataset.npz"
         __import__('pathlib').Path(snapshot).parent.mkdir(parents=True, exist_ok=True)
         export_dataset(dataset_from_db(_db(cfg), cfg, symbols=_symbols(args.symbols)), snapshot)
     h = RemoteHost(args.host, args.port, args.user, args.key, args.remote_dir, args.remote_python or 'python3')
-    local = run_remote(h, snapshot, parse_params(args.param or []), run_id=args.run_id, runs_dir=cfg.training.runs_dir,
-                       install=args.remote_python is None, follow=not args.no_follow)
+    local = run_remote(
+        h,
+        snapshot,
+        parse_params(args.param or []),
+        run_id=args.run_id,
+        runs_dir=cfg.training.runs_dir,
+        install=args.remote_python is None,
+        follow=not args.no_follow,
+    )
     print(f"run folder: {local}")
+
 
 def cmd_remote_status(args):
     "State and log tail of a remote run."
     from cryptotft.remote import remote_status
+
     st = remote_status(args.run_id, runs_dir=_config(args).training.runs_dir)
-    print(st.log_tail); print(f"{st.run_id}: {st.state}" + ('' if st.exit_code is None else f" (exit {st.exit_code})"))
+    print(st.log_tail)
+    print(f"{st.run_id}: {st.state}" + ('' if st.exit_code is None else f" (exit {st.exit_code})"))
     return 0 if st.state in ('running', 'starting', 'finished') else 1
+
 
 def cmd_remote_fetch(args):
     "Copy a remote run folder back (optionally waiting for the end)."
     from cryptotft.remote import fetch_run
+
     print(f"fetched {fetch_run(args.run_id, runs_dir=_config(args).training.runs_dir, wait=args.wait)}")
 
 # %% ../nbs/10_cli.ipynb #3b10d67c
 def cmd_metabase_views(args):
     "Create or replace the analytics views (PostgreSQL)."
     from cryptotft.metabase import create_views
+
     print('created views: ' + ', '.join(create_views(_db(_config(args)))))
+
 
 def cmd_metabase_provision(args):
     "Create Metabase's database connection, questions and dashboard (idempotent)."
     import os
     from cryptotft.metabase import provision
+
     cfg = _config(args)
-    res = provision(args.url, args.user, args.password, db_host=args.db_host, db_port=args.db_port,
-                    db_name=cfg.database.name, db_user=cfg.database.user,
-                    db_password=os.environ.get('CRYPTOTFT_DB_PASSWORD', 'cryptotft-local'))
+    res = provision(
+        args.url,
+        args.user,
+        args.password,
+        db_host=args.db_host,
+        db_port=args.db_port,
+        db_name=cfg.database.name,
+        db_user=cfg.database.user,
+        db_password=os.environ.get('CRYPTOTFT_DB_PASSWORD', 'cryptotft-local'),
+    )
     print(f"dashboard {res.url} ({len(res.changes)} changes)")
 
 # %% ../nbs/10_cli.ipynb #250b664b
 def _add(sub, name, fn, help, *opts):
     p = sub.add_parser(name, help=help, description=help)
-    for args, kw in opts: p.add_argument(*args, **kw)
+    for args, kw in opts:
+        p.add_argument(*args, **kw)
     p.set_defaults(fn=fn)
     return p
 
-def _o(*args, **kw): return args, kw
+
+def _o(*args, **kw):
+    return args, kw
+
 
 SYM = _o('--symbols', help='comma-separated symbols, e.g. BTCUSDT,ETHUSDT (default: all configured/stored)')
 RUN = _o('--run', required=True, help='run id (a folder under runs/)')
@@ -223,56 +325,146 @@ RUN = _o('--run', required=True, help='run id (a folder under runs/)')
 # %% ../nbs/10_cli.ipynb #55ae665b
 def build_parser() -> argparse.ArgumentParser:
     "The full `cryptotft` argument parser."
-    p = argparse.ArgumentParser(prog='cryptotft', description='Temporal Fusion Transformer research system for Bybit USDT perpetuals.')
+    p = argparse.ArgumentParser(
+        prog='cryptotft', description='Temporal Fusion Transformer research system for Bybit USDT perpetuals.'
+    )
     p.add_argument('--config', default=None, help='config file (default: ./config.yaml)')
-    p.add_argument('--db', default=None, help='database URL, e.g. sqlite:///data/cryptotft.db or postgresql://user@host:5432/db')
+    p.add_argument(
+        '--db', default=None, help='database URL, e.g. sqlite:///data/cryptotft.db or postgresql://user@host:5432/db'
+    )
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bars')
     s = p.add_subparsers(dest='command', metavar='COMMAND')
     _add(s, 'init-db', cmd_init_db, 'create the database schema (idempotent)')
-    _add(s, 'demo-data', cmd_demo_data, 'write a SYNTHETIC market into the database', SYM,
-         _o('--days', type=int, default=30), _o('--seed', type=int, default=0), _o('--start', default='2024-01-01'))
-    _add(s, 'validate-symbols', cmd_validate_symbols, "check symbols against Bybit's USDT perpetuals", SYM, _o('--base-url'))
-    _add(s, 'download', cmd_download, 'download candles and funding rates (incremental, resumable)', SYM,
-         _o('--interval'), _o('--days', type=int), _o('--start'), _o('--end'), _o('--base-url'))
-    _add(s, 'import-csv', cmd_import_csv, 'import a local kline CSV/parquet file', _o('path'),
-         _o('--symbol', required=True), _o('--interval', default='15'))
+    _add(
+        s,
+        'demo-data',
+        cmd_demo_data,
+        'write a SYNTHETIC market into the database',
+        SYM,
+        _o('--days', type=int, default=30),
+        _o('--seed', type=int, default=0),
+        _o('--start', default='2024-01-01'),
+    )
+    _add(
+        s,
+        'validate-symbols',
+        cmd_validate_symbols,
+        "check symbols against Bybit's USDT perpetuals",
+        SYM,
+        _o('--base-url'),
+    )
+    _add(
+        s,
+        'download',
+        cmd_download,
+        'download candles and funding rates (incremental, resumable)',
+        SYM,
+        _o('--interval'),
+        _o('--days', type=int),
+        _o('--start'),
+        _o('--end'),
+        _o('--base-url'),
+    )
+    _add(
+        s,
+        'import-csv',
+        cmd_import_csv,
+        'import a local kline CSV/parquet file',
+        _o('path'),
+        _o('--symbol', required=True),
+        _o('--interval', default='15'),
+    )
     _add(s, 'prepare', cmd_prepare, 'compute indicators and labels (incremental)', SYM)
-    _add(s, 'export-dataset', cmd_export_dataset, 'write a self-contained dataset snapshot', SYM, _o('--out', required=True))
-    _add(s, 'train', cmd_train, 'train a TFT', SYM, _o('--task', choices=['regression', 'classification']),
-         _o('--epochs', type=int), _o('--batch-size', type=int), _o('--dataset', help='train from a snapshot file, no database'),
-         _o('--run-id'))
+    _add(
+        s,
+        'export-dataset',
+        cmd_export_dataset,
+        'write a self-contained dataset snapshot',
+        SYM,
+        _o('--out', required=True),
+    )
+    _add(
+        s,
+        'train',
+        cmd_train,
+        'train a TFT',
+        SYM,
+        _o('--task', choices=['regression', 'classification']),
+        _o('--epochs', type=int),
+        _o('--batch-size', type=int),
+        _o('--dataset', help='train from a snapshot file, no database'),
+        _o('--run-id'),
+    )
     _add(s, 'evaluate', cmd_evaluate, 'metrics with intervals next to baselines', RUN)
     _add(s, 'backtest', cmd_backtest, "backtest a run's signals", RUN, _o('--threshold', type=float))
-    _add(s, 'predict', cmd_predict, 'store predictions / score the newest bars', RUN, _o('--latest', action='store_true'))
-    _add(s, 'report', cmd_report, 'execute the training report notebook with papermill',
-         _o('--param', action='append', metavar='KEY=VALUE'), _o('--notebook', help='report notebook (default: nbs/reports/train_report.ipynb)'))
-    _add(s, 'pipeline', cmd_pipeline, 'run the whole chain (init-db ... report)', _o('--demo', action='store_true', help='offline, on a SYNTHETIC market'),
-         _o('--demo-days', type=int, default=90, help='days of SYNTHETIC history in the demo'),
-         _o('--skip', action='append', metavar='STAGE'), _o('--force', action='store_true', help='retrain even when nothing changed'))
+    _add(
+        s, 'predict', cmd_predict, 'store predictions / score the newest bars', RUN, _o('--latest', action='store_true')
+    )
+    _add(
+        s,
+        'report',
+        cmd_report,
+        'execute the training report notebook with papermill',
+        _o('--param', action='append', metavar='KEY=VALUE'),
+        _o('--notebook', help='report notebook (default: nbs/reports/train_report.ipynb)'),
+    )
+    _add(
+        s,
+        'pipeline',
+        cmd_pipeline,
+        'run the whole chain (init-db ... report)',
+        _o('--demo', action='store_true', help='offline, on a SYNTHETIC market'),
+        _o('--demo-days', type=int, default=90, help='days of SYNTHETIC history in the demo'),
+        _o('--skip', action='append', metavar='STAGE'),
+        _o('--force', action='store_true', help='retrain even when nothing changed'),
+    )
     _add(s, 'runs', cmd_runs, 'list recorded runs')
-    _remote_parser(s); _metabase_parser(s)
+    _remote_parser(s)
+    _metabase_parser(s)
     return p
 
 # %% ../nbs/10_cli.ipynb #63e1b696
 def _remote_parser(s):
-    r = s.add_parser('remote', help='train on a rented GPU over SSH (Vast.ai)').add_subparsers(dest='remote_cmd', metavar='ACTION', required=True)
-    _add(r, 'run', cmd_remote_run, 'sync code + snapshot, run the report notebook detached, fetch runs/<run_id>/',
-         _o('--host', required=True), _o('--port', type=int, default=22), _o('--user', default='root'),
-         _o('--key', help='SSH private key'), _o('--remote-dir', default='cryptotft'),
-         _o('--remote-python', help='use this interpreter as is (skips installing the GPU requirements)'),
-         _o('--snapshot', help='existing dataset snapshot (default: export one from the database)'), SYM,
-         _o('--param', action='append', metavar='KEY=VALUE'), _o('--run-id'),
-         _o('--no-follow', action='store_true', help='start and return; reattach with remote status/fetch'))
+    r = s.add_parser('remote', help='train on a rented GPU over SSH (Vast.ai)').add_subparsers(
+        dest='remote_cmd', metavar='ACTION', required=True
+    )
+    _add(
+        r,
+        'run',
+        cmd_remote_run,
+        'sync code + snapshot, run the report notebook detached, fetch runs/<run_id>/',
+        _o('--host', required=True),
+        _o('--port', type=int, default=22),
+        _o('--user', default='root'),
+        _o('--key', help='SSH private key'),
+        _o('--remote-dir', default='cryptotft'),
+        _o('--remote-python', help='use this interpreter as is (skips installing the GPU requirements)'),
+        _o('--snapshot', help='existing dataset snapshot (default: export one from the database)'),
+        SYM,
+        _o('--param', action='append', metavar='KEY=VALUE'),
+        _o('--run-id'),
+        _o('--no-follow', action='store_true', help='start and return; reattach with remote status/fetch'),
+    )
     _add(r, 'status', cmd_remote_status, 'state and log of a remote run', _o('run_id'))
     _add(r, 'fetch', cmd_remote_fetch, 'copy runs/<run_id>/ back', _o('run_id'), _o('--wait', action='store_true'))
 
+
 def _metabase_parser(s):
-    m = s.add_parser('metabase', help='analytics views and Metabase dashboards').add_subparsers(dest='metabase_cmd', metavar='ACTION', required=True)
+    m = s.add_parser('metabase', help='analytics views and Metabase dashboards').add_subparsers(
+        dest='metabase_cmd', metavar='ACTION', required=True
+    )
     _add(m, 'views', cmd_metabase_views, 'create/replace the analytics views (PostgreSQL)')
-    _add(m, 'provision', cmd_metabase_provision, "create Metabase's connection, questions and dashboard (idempotent)",
-         _o('--url', default='http://localhost:3333'), _o('--user', required=True), _o('--password', required=True),
-         _o('--db-host', default='postgres', help='database host as Metabase sees it (compose service name)'),
-         _o('--db-port', type=int, default=5432))
+    _add(
+        m,
+        'provision',
+        cmd_metabase_provision,
+        "create Metabase's connection, questions and dashboard (idempotent)",
+        _o('--url', default='http://localhost:3333'),
+        _o('--user', required=True),
+        _o('--password', required=True),
+        _o('--db-host', default='postgres', help='database host as Metabase sees it (compose service name)'),
+        _o('--db-port', type=int, default=5432),
+    )
 
 # %% ../nbs/10_cli.ipynb #30a60d9f
 def main(argv: list[str] | None = None) -> int:
@@ -280,11 +472,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's start-up chatter is not for CLI users
     p = build_parser()
     args = p.parse_args(argv)
-    if not getattr(args, 'fn', None): p.print_help(); return 0
-    try: return int(args.fn(args) or 0)
+    if not getattr(args, 'fn', None):
+        p.print_help()
+        return 0
+    try:
+        return int(args.fn(args) or 0)
     except CryptoTFTError as e:
-        print(f"error: {e}", file=sys.stderr); return 1
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print('interrupted: stored data is intact; re-run to continue', file=sys.stderr); return 130
+        print('interrupted: stored data is intact; re-run to continue', file=sys.stderr)
+        return 130
 
-if __name__ == '__main__' and 'IPython' not in sys.modules: sys.exit(main())  # python -m cryptotft.cli
+
+if __name__ == '__main__' and 'IPython' not in sys.modules:
+    sys.exit(main())  # python -m cryptotft.cli

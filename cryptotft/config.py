@@ -7,7 +7,10 @@ Docs: https://cryptotft.github.io/cryptotft/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #480ae33f
 from __future__ import annotations
-import dataclasses, os, secrets, time, types, typing
+import dataclasses
+import os
+import secrets
+import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -25,24 +28,41 @@ __all__ = ['INTERVAL_MINUTES', 'CryptoTFTError', 'ConfigError', 'DataError', 'Ex
 class CryptoTFTError(Exception):
     "Base of every error the user can act on."
 
+
 class ConfigError(CryptoTFTError):
     "The configuration file, a CLI option or an environment variable is wrong."
+
 
 class DataError(CryptoTFTError):
     "Stored or supplied market data is missing, malformed or unreachable."
 
+
 class ExchangeError(CryptoTFTError):
     "The exchange refused a request for good (bad symbol, bad parameter)."
 
+
 class TemporaryExchangeError(ExchangeError):
     "The exchange failed in a way that may pass: 5xx, timeout, truncated body."
+
 
 class RateLimited(TemporaryExchangeError):
     "The exchange asked us to slow down."
 
 # %% ../nbs/00_config.ipynb #d76e5425
-INTERVAL_MINUTES = {'1': 1, '3': 3, '5': 5, '15': 15, '30': 30, '60': 60, '120': 120, '240': 240,
-                    '360': 360, '720': 720, 'D': 1440}
+INTERVAL_MINUTES = {
+    '1': 1,
+    '3': 3,
+    '5': 5,
+    '15': 15,
+    '30': 30,
+    '60': 60,
+    '120': 120,
+    '240': 240,
+    '360': 360,
+    '720': 720,
+    'D': 1440,
+}
+
 
 def interval_ms(interval: str) -> int:
     "Length of one candle of a Bybit `interval` in milliseconds."
@@ -50,18 +70,23 @@ def interval_ms(interval: str) -> int:
         raise ConfigError(f"interval {interval!r} is not one of {', '.join(INTERVAL_MINUTES)} (Bybit minutes or D)")
     return INTERVAL_MINUTES[str(interval)] * 60_000
 
+
 def to_ms(ts) -> np.ndarray:
     "UTC timestamps (Series, Index, array, scalar; integers are taken as ms) -> int64 epoch milliseconds."
-    if isinstance(ts, (int, np.integer)): return np.int64(ts)
+    if isinstance(ts, (int, np.integer)):
+        return np.int64(ts)
     if np.ndim(ts) and pd.api.types.is_integer_dtype(np.asarray(ts).dtype):
         return np.asarray(ts, dtype=np.int64)  # integers already are epoch ms
     t = pd.to_datetime(ts, utc=True)
-    if isinstance(t, pd.Timestamp): return np.int64(t.value // 1_000_000)
+    if isinstance(t, pd.Timestamp):
+        return np.int64(t.value // 1_000_000)
     return np.asarray(pd.DatetimeIndex(t).as_unit('ms').asi8, dtype=np.int64)
+
 
 def from_ms(ms) -> pd.Series | pd.Timestamp:
     "int64 epoch milliseconds -> tz-aware UTC timestamps (ns unit)."
-    if np.ndim(ms) == 0: return pd.Timestamp(int(ms), unit='ms', tz='UTC')
+    if np.ndim(ms) == 0:
+        return pd.Timestamp(int(ms), unit='ms', tz='UTC')
     return pd.Series(pd.to_datetime(np.asarray(ms, dtype=np.int64), unit='ms', utc=True).as_unit('ns'))
 
 # %% ../nbs/00_config.ipynb #5aa2c1cd
@@ -74,6 +99,7 @@ def new_run_id(task: str = 'regression', now: float | None = None) -> str:
 @dataclass(frozen=True)
 class DatabaseConfig:
     "Where the data lives: an embedded SQLite file (default) or a PostgreSQL server."
+
     backend: str = 'sqlite'
     path: str = 'data/cryptotft.db'
     host: str = 'localhost'
@@ -86,14 +112,18 @@ class DatabaseConfig:
     @property
     def url(self) -> str:
         "SQLAlchemy URL of this database."
-        if self.url_override: return self.url_override
-        if self.backend == 'sqlite': return f"sqlite:///{self.path}"
+        if self.url_override:
+            return self.url_override
+        if self.backend == 'sqlite':
+            return f"sqlite:///{self.path}"
         auth = self.user + (f":{quote_plus(self.password)}" if self.password else '')
         return f"postgresql://{auth}@{self.host}:{self.port}/{self.name}"
+
 
 @dataclass(frozen=True)
 class BybitConfig:
     "How the downloader talks to Bybit's v5 public market API."
+
     base_url: str = 'https://api.bybit.com'
     category: str = 'linear'
     requests_per_second: float = 50.0
@@ -101,9 +131,11 @@ class BybitConfig:
     timeout_s: float = 10.0
     max_retries: int = 6
 
+
 @dataclass(frozen=True)
 class DownloadConfig:
     "What to download."
+
     interval: str = '15'
     days: int = 1095
     symbols: tuple = ('BTCUSDT', 'ETHUSDT')
@@ -112,6 +144,7 @@ class DownloadConfig:
 @dataclass(frozen=True)
 class RiskProfile:
     "The managed trade each label simulates; all numbers in percent of entry."
+
     leverage: float = 10.0
     stop_loss_pct: float = 1.1
     take_profit_pct: tuple = (1.2, 2.4, 3.5, 5.8)
@@ -121,9 +154,11 @@ class RiskProfile:
     take_profit_fee_pct: float = 0.02
     exit_fee_pct: float = 0.055
 
+
 @dataclass(frozen=True)
 class ModelConfig:
     "Shape of the Temporal Fusion Transformer and its optimiser."
+
     sequence_length: int = 60
     prediction_horizon: int = 100
     d_model: int = 128
@@ -136,9 +171,11 @@ class ModelConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
 
+
 @dataclass(frozen=True)
 class TrainingConfig:
     "How samples are split and how training is run."
+
     task: str = 'regression'
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -149,9 +186,11 @@ class TrainingConfig:
     seed: int = 42
     runs_dir: str = 'runs'
 
+
 @dataclass(frozen=True)
 class Config:
     "The whole validated configuration."
+
     database: DatabaseConfig = DatabaseConfig()
     bybit: BybitConfig = BybitConfig()
     data_download: DownloadConfig = DownloadConfig()
@@ -162,69 +201,124 @@ class Config:
 # %% ../nbs/00_config.ipynb #882f45d2
 _SECRET_FIELDS = {'url_override', 'password'}
 
+
 def _coerce(value, typ, key):
     "Check one YAML value against a field's type, naming `key` when it does not fit."
     typ = {'str': str, 'int': int, 'float': float, 'tuple': tuple, 'bool': bool}.get(typ, typ)
-    if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool): return float(value)
-    if typ is int and isinstance(value, int) and not isinstance(value, bool): return value
-    if typ is str and isinstance(value, (str, int)) and not isinstance(value, bool): return str(value)
-    if typ is tuple and isinstance(value, (list, tuple)): return tuple(value)
-    if typ is bool and isinstance(value, bool): return value
-    raise ConfigError(f"config key '{key}' must be {getattr(typ, '__name__', typ)}, got {type(value).__name__} {value!r}")
+    if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if typ is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if typ is str and isinstance(value, (str, int)) and not isinstance(value, bool):
+        return str(value)
+    if typ is tuple and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if typ is bool and isinstance(value, bool):
+        return value
+    raise ConfigError(
+        f"config key '{key}' must be {getattr(typ, '__name__', typ)}, got {type(value).__name__} {value!r}"
+    )
+
 
 def _section(cls, data, prefix):
     "Build dataclass `cls` from mapping `data`, rejecting unknown keys."
-    if not isinstance(data, dict): raise ConfigError(f"config key '{prefix}' must be a mapping")
+    if not isinstance(data, dict):
+        raise ConfigError(f"config key '{prefix}' must be a mapping")
     known = {f.name: f for f in fields(cls) if f.name not in _SECRET_FIELDS}
     for k in data:
         if k in _SECRET_FIELDS or k in ('password', 'url'):
-            raise ConfigError(f"config key '{prefix}.{k}' is not allowed: secrets go in CRYPTOTFT_DB_URL / CRYPTOTFT_DB_PASSWORD")
-        if k not in known: raise ConfigError(f"unknown config key '{prefix}.{k}' (known: {', '.join(known)})")
+            raise ConfigError(
+                f"config key '{prefix}.{k}' is not allowed: secrets go in CRYPTOTFT_DB_URL / CRYPTOTFT_DB_PASSWORD"
+            )
+        if k not in known:
+            raise ConfigError(f"unknown config key '{prefix}.{k}' (known: {', '.join(known)})")
     return cls(**{k: _coerce(v, known[k].type, f"{prefix}.{k}") for k, v in data.items()})
 
 # %% ../nbs/00_config.ipynb #3a462bd1
 def _check_rules(cfg: Config) -> Config:
     "Checks that types cannot express."
     rp, m, t = cfg.risk_profile, cfg.model, cfg.training
+
     def need(ok, key, msg):
-        if not ok: raise ConfigError(f"config key '{key}' {msg}")
+        if not ok:
+            raise ConfigError(f"config key '{key}' {msg}")
+
     need(cfg.database.backend in ('sqlite', 'postgresql'), 'database.backend', "must be 'sqlite' or 'postgresql'")
     need(cfg.bybit.category == 'linear', 'bybit.category', "must be 'linear' (USDT perpetuals; spot is not supported)")
     interval_ms(cfg.data_download.interval)
-    need(all(isinstance(s, str) and s.isupper() and s.endswith('USDT') for s in cfg.data_download.symbols),
-         'data_download.symbols', 'must list upper-case USDT perpetual symbols such as BTCUSDT')
-    need(abs(sum(rp.take_profit_fractions) - 1) < 1e-9, 'risk_profile.take_profit_fractions', f"must sum to 1 (sums to {sum(rp.take_profit_fractions):g})")
-    need(len(rp.take_profit_fractions) == len(rp.take_profit_pct), 'risk_profile.take_profit_fractions', 'must have one fraction per take_profit_pct level')
-    need(list(rp.take_profit_pct) == sorted(rp.take_profit_pct) and rp.take_profit_pct[0] > 0, 'risk_profile.take_profit_pct', 'must be positive and ascending')
-    need(len(rp.stop_ladder_pct) == len(rp.take_profit_pct) - 1, 'risk_profile.stop_ladder_pct', 'must have one stop per take-profit level except the last')
+    need(
+        all(isinstance(s, str) and s.isupper() and s.endswith('USDT') for s in cfg.data_download.symbols),
+        'data_download.symbols',
+        'must list upper-case USDT perpetual symbols such as BTCUSDT',
+    )
+    need(
+        abs(sum(rp.take_profit_fractions) - 1) < 1e-9,
+        'risk_profile.take_profit_fractions',
+        f"must sum to 1 (sums to {sum(rp.take_profit_fractions):g})",
+    )
+    need(
+        len(rp.take_profit_fractions) == len(rp.take_profit_pct),
+        'risk_profile.take_profit_fractions',
+        'must have one fraction per take_profit_pct level',
+    )
+    need(
+        list(rp.take_profit_pct) == sorted(rp.take_profit_pct) and rp.take_profit_pct[0] > 0,
+        'risk_profile.take_profit_pct',
+        'must be positive and ascending',
+    )
+    need(
+        len(rp.stop_ladder_pct) == len(rp.take_profit_pct) - 1,
+        'risk_profile.stop_ladder_pct',
+        'must have one stop per take-profit level except the last',
+    )
     need(rp.stop_loss_pct > 0, 'risk_profile.stop_loss_pct', 'must be > 0')
     need(t.task in ('regression', 'classification'), 'training.task', "must be 'regression' or 'classification'")
-    need(0 < t.val_fraction < 1 and 0 < t.test_fraction < 1 and t.val_fraction + t.test_fraction < 1,
-         'training.val_fraction', 'and test_fraction must be in (0, 1) and sum to < 1')
+    need(
+        0 < t.val_fraction < 1 and 0 < t.test_fraction < 1 and t.val_fraction + t.test_fraction < 1,
+        'training.val_fraction',
+        'and test_fraction must be in (0, 1) and sum to < 1',
+    )
     need(m.d_model % m.num_heads == 0, 'model.num_heads', f'must divide model.d_model ({m.d_model})')
-    need(m.sequence_length > 0 and m.prediction_horizon > 0, 'model.sequence_length', 'and prediction_horizon must be > 0')
+    need(
+        m.sequence_length > 0 and m.prediction_horizon > 0,
+        'model.sequence_length',
+        'and prediction_horizon must be > 0',
+    )
     return cfg
 
 # %% ../nbs/00_config.ipynb #025d2c05
-_SECTIONS = {'database': DatabaseConfig, 'bybit': BybitConfig, 'data_download': DownloadConfig,
-             'risk_profile': RiskProfile, 'model': ModelConfig, 'training': TrainingConfig}
+_SECTIONS = {
+    'database': DatabaseConfig,
+    'bybit': BybitConfig,
+    'data_download': DownloadConfig,
+    'risk_profile': RiskProfile,
+    'model': ModelConfig,
+    'training': TrainingConfig,
+}
+
 
 def config_from_dict(data: dict, env: dict | None = None) -> Config:
     "Validate a parsed `config.yaml` mapping (plus environment overrides) into a `Config`."
     data = data or {}
-    if not isinstance(data, dict): raise ConfigError('config file must be a YAML mapping of sections')
+    if not isinstance(data, dict):
+        raise ConfigError('config file must be a YAML mapping of sections')
     for k in data:
-        if k not in _SECTIONS: raise ConfigError(f"unknown config section '{k}' (known: {', '.join(_SECTIONS)})")
+        if k not in _SECTIONS:
+            raise ConfigError(f"unknown config section '{k}' (known: {', '.join(_SECTIONS)})")
     cfg = Config(**{k: _section(_SECTIONS[k], v or {}, k) for k, v in data.items()})
     return _check_rules(apply_env(cfg, os.environ if env is None else env))
+
 
 def apply_env(cfg: Config, env) -> Config:
     "Environment overrides: secrets and endpoints that must not live in the file."
     db = cfg.database
-    if env.get('CRYPTOTFT_DB_URL'): db = dataclasses.replace(db, url_override=env['CRYPTOTFT_DB_URL'])
-    if env.get('CRYPTOTFT_DB_PASSWORD'): db = dataclasses.replace(db, password=env['CRYPTOTFT_DB_PASSWORD'])
+    if env.get('CRYPTOTFT_DB_URL'):
+        db = dataclasses.replace(db, url_override=env['CRYPTOTFT_DB_URL'])
+    if env.get('CRYPTOTFT_DB_PASSWORD'):
+        db = dataclasses.replace(db, password=env['CRYPTOTFT_DB_PASSWORD'])
     by = cfg.bybit
-    if env.get('CRYPTOTFT_BYBIT_URL'): by = dataclasses.replace(by, base_url=env['CRYPTOTFT_BYBIT_URL'])
+    if env.get('CRYPTOTFT_BYBIT_URL'):
+        by = dataclasses.replace(by, base_url=env['CRYPTOTFT_BYBIT_URL'])
     return dataclasses.replace(cfg, database=db, bybit=by)
 
 # %% ../nbs/00_config.ipynb #f4af9df4
@@ -232,19 +326,25 @@ def load_config(path: str | Path | None = None, env: dict | None = None) -> Conf
     "Read and validate `config.yaml` (default: ./config.yaml, else built-in defaults)."
     p = Path(path) if path else Path('config.yaml')
     if not p.exists():
-        if path: raise ConfigError(f"config file {p} does not exist")
+        if path:
+            raise ConfigError(f"config file {p} does not exist")
         return _check_rules(apply_env(Config(), os.environ if env is None else env))
-    try: data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e: raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
     return config_from_dict(data, env)
+
 
 def with_overrides(cfg: Config, **sections) -> Config:
     "A copy of `cfg` with some fields replaced, e.g. `with_overrides(cfg, model=dict(epochs=2))`."
     new = {k: dataclasses.replace(getattr(cfg, k), **v) for k, v in sections.items()}
     return _check_rules(dataclasses.replace(cfg, **new))
 
+
 def config_to_dict(cfg: Config) -> dict:
     "Plain, secret-free dict of a config (for run folders and model_metadata)."
     d = dataclasses.asdict(cfg)
-    for k in _SECRET_FIELDS: d['database'].pop(k, None)
+    for k in _SECRET_FIELDS:
+        d['database'].pop(k, None)
     return d

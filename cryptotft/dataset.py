@@ -8,7 +8,9 @@ Docs: https://cryptotft.github.io/cryptotft/dataset.html.md"""
 
 # %% ../nbs/05_dataset.ipynb #743a8667
 from __future__ import annotations
-import dataclasses, json, time
+import dataclasses
+import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -31,6 +33,7 @@ KEY_COLUMNS = {'symbol', 'interval', 'timestamp'}
 WARMUP_COLUMNS = ('warmup', 'is_warmup')
 RAW_COLUMNS = {'open', 'high', 'low', 'close', 'volume', 'turnover'}  # price-scale: never a model input
 
+
 def time_features(ts_ms: np.ndarray) -> np.ndarray:
     "(N, 4) float32 hour-of-day and day-of-week on the unit circle: known in advance, scale-free."
     ts = np.asarray(ts_ms, dtype=np.int64)
@@ -41,66 +44,81 @@ def time_features(ts_ms: np.ndarray) -> np.ndarray:
 # %% ../nbs/05_dataset.ipynb #cb59023f
 def _indicators():
     "The indicators module when it offers `model_features`, else None."
-    try: from cryptotft import indicators
-    except ImportError: return None
+    try:
+        from cryptotft import indicators
+    except ImportError:
+        return None
     return indicators if hasattr(indicators, 'model_features') and hasattr(indicators, 'MODEL_FEATURES') else None
+
 
 def stored_feature_columns(df: pd.DataFrame) -> list[str]:
     "Fallback inputs: stored float columns that are not keys, labels, warm-up flags or raw prices."
     from cryptotft.labels import LABEL_COLUMNS
+
     skip = KEY_COLUMNS | set(LABEL_COLUMNS) | set(LABELS) | set(WARMUP_COLUMNS) | RAW_COLUMNS
     return [c for c in df.columns if c not in skip and pd.api.types.is_float_dtype(df[c])]
+
 
 def model_columns(df: pd.DataFrame, features=None) -> pd.DataFrame:
     "The model's input columns for the rows of `df` (explicit list > indicators.MODEL_FEATURES > stored floats)."
     ind = _indicators() if features is None else None
-    if features is not None: out = df[list(features)]
-    elif ind is not None and set(ind.MODEL_FEATURES) <= set(df.columns): out = df[list(ind.MODEL_FEATURES)]
+    if features is not None:
+        out = df[list(features)]
+    elif ind is not None and set(ind.MODEL_FEATURES) <= set(df.columns):
+        out = df[list(ind.MODEL_FEATURES)]
     elif ind is not None:
         out = pd.concat([ind.model_features(g) for _, g in df.groupby('symbol', sort=False)])
         out = out.reindex(df.index)[list(ind.MODEL_FEATURES)]
-    else: out = df[stored_feature_columns(df)]
+    else:
+        out = df[stored_feature_columns(df)]
     extra = [c for c in TIME_FEATURES if c not in out.columns]
-    if extra: out = out.assign(**dict(zip(TIME_FEATURES, time_features(to_ms(df['timestamp'])).T)))[[*out.columns, *extra]]
+    if extra:
+        out = out.assign(**dict(zip(TIME_FEATURES, time_features(to_ms(df['timestamp'])).T)))[[*out.columns, *extra]]
     return out
 
 # %% ../nbs/05_dataset.ipynb #5a48e1b3
 @dataclass
 class Dataset:
     "Bar arrays of all symbols plus int arrays of valid window ends per split: an index, not a framework."
-    features: np.ndarray          # (N, F) float32, raw (the scaler lives in the model)
-    labels: np.ndarray            # (N, L) float32, columns label_names (LABELS; old snapshots: the first 4)
-    symbol_id: np.ndarray         # (N,) int32 into symbols
-    timestamps: np.ndarray        # (N,) int64 epoch-ms, candle open time
-    row_ok: np.ndarray            # (N,) bool: finite features, not warm-up
+
+    features: np.ndarray  # (N, F) float32, raw (the scaler lives in the model)
+    labels: np.ndarray  # (N, L) float32, columns label_names (LABELS; old snapshots: the first 4)
+    symbol_id: np.ndarray  # (N,) int32 into symbols
+    timestamps: np.ndarray  # (N,) int64 epoch-ms, candle open time
+    row_ok: np.ndarray  # (N,) bool: finite features, not warm-up
     feature_names: list
     symbols: list
-    splits: dict = field(default_factory=dict)   # 'split/fold' -> int array of window ends
-    scaler: dict = field(default_factory=dict)   # mean, std (F,) and clip of fold 0's training rows
-    config: dict = field(default_factory=dict)   # resolved config + 'index' params + 'data_range'
+    splits: dict = field(default_factory=dict)  # 'split/fold' -> int array of window ends
+    scaler: dict = field(default_factory=dict)  # mean, std (F,) and clip of fold 0's training rows
+    config: dict = field(default_factory=dict)  # resolved config + 'index' params + 'data_range'
     label_names: tuple = LABELS
-    source: str | None = None     # the snapshot file this was loaded from, if any
+    source: str | None = None  # the snapshot file this was loaded from, if any
 
     @property
-    def sequence_length(self) -> int: return int(self.config['index']['sequence_length'])
+    def sequence_length(self) -> int:
+        return int(self.config['index']['sequence_length'])
 
     @property
-    def folds(self) -> list[int]: return sorted({int(k.split('/')[1]) for k in self.splits})
+    def folds(self) -> list[int]:
+        return sorted({int(k.split('/')[1]) for k in self.splits})
 
     def ends(self, split: str = 'train', fold: int = 0) -> np.ndarray:
         "Window ends of `split` in `fold` (the test split is shared by all folds)."
         key = f"{split}/{0 if split == 'test' else fold}"
-        if key not in self.splits: raise DataError(f"dataset has no split {key!r} (has {', '.join(self.splits)})")
+        if key not in self.splits:
+            raise DataError(f"dataset has no split {key!r} (has {', '.join(self.splits)})")
         return self.splits[key]
 
     def targets(self, task: str) -> np.ndarray:
         "(N, 2) float32 targets of `task`: returns (regression) or profit flags (classification)."
-        if task not in TARGETS: raise ConfigError(f"task must be one of {', '.join(TARGETS)}, not {task!r}")
+        if task not in TARGETS:
+            raise ConfigError(f"task must be one of {', '.join(TARGETS)}, not {task!r}")
         return self.labels[:, [self.label_names.index(c) for c in TARGETS[task]]]
 
     def label(self, name: str) -> np.ndarray:
         "(N,) float32 column `name` of the labels (DataError when this dataset does not hold it)."
-        if name not in self.label_names: raise DataError(f"dataset holds no label {name!r} (has {', '.join(self.label_names)}): re-export it")
+        if name not in self.label_names:
+            raise DataError(f"dataset holds no label {name!r} (has {', '.join(self.label_names)}): re-export it")
         return self.labels[:, list(self.label_names).index(name)]
 
     @property
@@ -111,58 +129,77 @@ class Dataset:
 
     def __repr__(self):
         sizes = ', '.join(f'{k} {len(v):,}' for k, v in self.splits.items())
-        return (f"Dataset({len(self.timestamps):,} rows x {len(self.feature_names)} features, "
-                f"{len(self.symbols)} symbols, {self.nbytes / 1e6:.1f} MB; {sizes})")
+        return (
+            f"Dataset({len(self.timestamps):,} rows x {len(self.feature_names)} features, "
+            f"{len(self.symbols)} symbols, {self.nbytes / 1e6:.1f} MB; {sizes})"
+        )
 
 # %% ../nbs/05_dataset.ipynb #8d927091
 def dataset_arrays(df: pd.DataFrame, features=None) -> Dataset:
     "Contiguous arrays (no index yet) of a processed frame with symbol, timestamp, features and labels."
     missing = [c for c in ('symbol', 'timestamp', 'buy_return', 'sell_return') if c not in df.columns]
-    if missing: raise DataError(f"processed data lacks column(s) {missing}: run the indicators and labels steps first")
+    if missing:
+        raise DataError(f"processed data lacks column(s) {missing}: run the indicators and labels steps first")
     df = df.assign(_ts=to_ms(df['timestamp'])).sort_values(['symbol', '_ts'], kind='stable').reset_index(drop=True)
     x = model_columns(df, features)
-    if x.shape[1] == 0: raise DataError('no model feature columns in the processed data: run the indicators step first')
+    if x.shape[1] == 0:
+        raise DataError('no model feature columns in the processed data: run the indicators step first')
     labels = df.reindex(columns=list(LABELS)).astype('float32')
     if labels['buy_profit'].isna().all():  # profit flags derive from returns when not stored
-        labels['buy_profit'], labels['sell_profit'] = [np.where(labels[c].isna(), np.nan, labels[c] > 0) for c in LABELS[:2]]
+        labels['buy_profit'], labels['sell_profit'] = [
+            np.where(labels[c].isna(), np.nan, labels[c] > 0) for c in LABELS[:2]
+        ]
     feats = np.ascontiguousarray(x.to_numpy(np.float32))
     ok = np.isfinite(feats).all(1)
     for c in WARMUP_COLUMNS:
-        if c in df.columns: ok &= ~df[c].fillna(1).astype(bool).to_numpy()
+        if c in df.columns:
+            ok &= ~df[c].fillna(1).astype(bool).to_numpy()
     symbols = sorted(df['symbol'].unique().tolist())
-    return Dataset(features=feats, labels=np.ascontiguousarray(labels.to_numpy(np.float32)),
-                   symbol_id=df['symbol'].map({s: i for i, s in enumerate(symbols)}).to_numpy(np.int32),
-                   timestamps=df['_ts'].to_numpy(np.int64), row_ok=ok, feature_names=list(x.columns), symbols=symbols)
+    return Dataset(
+        features=feats,
+        labels=np.ascontiguousarray(labels.to_numpy(np.float32)),
+        symbol_id=df['symbol'].map({s: i for i, s in enumerate(symbols)}).to_numpy(np.int32),
+        timestamps=df['_ts'].to_numpy(np.int64),
+        row_ok=ok,
+        feature_names=list(x.columns),
+        symbols=symbols,
+    )
 
 # %% ../nbs/05_dataset.ipynb #feb43682
-def valid_window_ends(symbol_id, timestamps, row_ok, label_ok, sequence_length: int, bar_ms: int = 900_000) -> np.ndarray:
+def valid_window_ends(
+    symbol_id, timestamps, row_ok, label_ok, sequence_length: int, bar_ms: int = 900_000
+) -> np.ndarray:
     "Rows `t` whose window `t-T+1 .. t` lies in one symbol's gap-free run of usable rows and has a label."
     n = len(timestamps)
-    if n == 0: return np.zeros(0, np.int64)
+    if n == 0:
+        return np.zeros(0, np.int64)
     restart = np.ones(n, bool)
     restart[1:] = (symbol_id[1:] != symbol_id[:-1]) | (np.diff(timestamps) != bar_ms) | ~row_ok[:-1]
     start = np.maximum.accumulate(np.where(restart, np.arange(n), 0))
-    run = np.arange(n) - start + 1                                   # usable consecutive bars ending at t
+    run = np.arange(n) - start + 1  # usable consecutive bars ending at t
     return np.flatnonzero(row_ok & label_ok & (run >= sequence_length)).astype(np.int64)
 
 # %% ../nbs/05_dataset.ipynb #6e8af5bc
 def split_boundaries(end_ts: np.ndarray, val_fraction: float, test_fraction: float, folds: int = 0) -> dict:
     "Common (val_start, val_stop) timestamps per fold and the test start, from pooled window-end times."
     u = np.sort(np.asarray(end_ts, dtype=np.int64))
-    if len(u) == 0: raise DataError('no valid windows: too little data for sequence_length, or every label is missing')
+    if len(u) == 0:
+        raise DataError('no valid windows: too little data for sequence_length, or every label is missing')
     at = lambda f: int(u[min(int(f * len(u)), len(u) - 1)])
     test_start = at(1 - test_fraction)
     out = {0: (at(1 - val_fraction - test_fraction), test_start)}
     cuts = [(1 - test_fraction) * k / (folds + 1) for k in range(1, folds + 2)]
-    for k in range(1, folds + 1): out[k] = (at(cuts[k - 1]), at(cuts[k]) if k < folds else test_start)
+    for k in range(1, folds + 1):
+        out[k] = (at(cuts[k - 1]), at(cuts[k]) if k < folds else test_start)
     return {'folds': out, 'test_start': test_start}
+
 
 def assign_splits(ends, end_ts, bounds: dict, purge_ms: int, stride: int = 1) -> dict:
     "Window ends per 'split/fold': train before val_start, val before val_stop, each purged by `purge_ms`."
     ends, end_ts = np.asarray(ends, np.int64), np.asarray(end_ts, np.int64)
     out = {}
     for k, (v0, v1) in bounds['folds'].items():
-        out[f'train/{k}'] = ends[end_ts + purge_ms < v0][::max(1, stride)]
+        out[f'train/{k}'] = ends[end_ts + purge_ms < v0][:: max(1, stride)]
         out[f'val/{k}'] = ends[(end_ts >= v0) & (end_ts + purge_ms < v1)]
     out['test/0'] = ends[end_ts >= bounds['test_start']]
     return out
@@ -174,24 +211,39 @@ def window_rows(ends: np.ndarray, sequence_length: int, n_rows: int) -> np.ndarr
     d = np.bincount(ends - sequence_length + 1, minlength=n_rows + 1) - np.bincount(ends + 1, minlength=n_rows + 1)
     return np.cumsum(d)[:n_rows] > 0
 
+
 def fit_scaler(features: np.ndarray, rows: np.ndarray, clip: float = 5.0, chunk: int = 1 << 18) -> dict:
     "Per-feature mean and std of `features[rows]` (bool mask), std 1 where constant; `clip` in std units."
     s, ss, n = np.zeros(features.shape[1]), np.zeros(features.shape[1]), 0
     for i in range(0, len(features), chunk):
-        x = features[i:i + chunk][rows[i:i + chunk]].astype(np.float64)
-        s += x.sum(0); ss += (x * x).sum(0); n += len(x)
-    if n == 0: raise DataError('the training split is empty: use more data or smaller val/test fractions')
+        x = features[i : i + chunk][rows[i : i + chunk]].astype(np.float64)
+        s += x.sum(0)
+        ss += (x * x).sum(0)
+        n += len(x)
+    if n == 0:
+        raise DataError('the training split is empty: use more data or smaller val/test fractions')
     mean = s / n
-    std = np.sqrt(np.maximum(ss / n - mean ** 2, 0))
-    return {'mean': mean.astype(np.float32), 'std': np.where(std > 1e-8, std, 1).astype(np.float32), 'clip': float(clip)}
+    std = np.sqrt(np.maximum(ss / n - mean**2, 0))
+    return {
+        'mean': mean.astype(np.float32),
+        'std': np.where(std > 1e-8, std, 1).astype(np.float32),
+        'clip': float(clip),
+    }
 
 # %% ../nbs/05_dataset.ipynb #0e77c593
 def index_params(cfg: Config) -> dict:
     "The config values the window index depends on."
     m, t = cfg.model, cfg.training
-    return dict(sequence_length=m.sequence_length, prediction_horizon=m.prediction_horizon,
-                val_fraction=t.val_fraction, test_fraction=t.test_fraction, walk_forward_folds=t.walk_forward_folds,
-                window_stride=t.window_stride, interval=cfg.data_download.interval)
+    return dict(
+        sequence_length=m.sequence_length,
+        prediction_horizon=m.prediction_horizon,
+        val_fraction=t.val_fraction,
+        test_fraction=t.test_fraction,
+        walk_forward_folds=t.walk_forward_folds,
+        window_stride=t.window_stride,
+        interval=cfg.data_download.interval,
+    )
+
 
 def index_dataset(ds: Dataset, cfg: Config) -> Dataset:
     "A copy of `ds` with valid window ends, purged splits, the fold-0 training scaler and the config record."
@@ -201,15 +253,18 @@ def index_dataset(ds: Dataset, cfg: Config) -> Dataset:
     bounds = split_boundaries(ds.timestamps[ends], p['val_fraction'], p['test_fraction'], p['walk_forward_folds'])
     splits = assign_splits(ends, ds.timestamps[ends], bounds, p['prediction_horizon'] * bar, p['window_stride'])
     for k, v in splits.items():
-        if len(v) == 0: raise DataError(f"split {k} has no windows: use more data, fewer folds or smaller fractions")
+        if len(v) == 0:
+            raise DataError(f"split {k} has no windows: use more data, fewer folds or smaller fractions")
     splits = {k: v.astype(np.int32 if len(ds.timestamps) < 2**31 else np.int64) for k, v in splits.items()}
     scaler = fit_scaler(ds.features, window_rows(splits['train/0'], p['sequence_length'], len(ds.timestamps)))
     rng = {'start': int(ds.timestamps.min()), 'end': int(ds.timestamps.max())}
     conf = {**config_to_dict(cfg), 'index': p, 'data_range': rng, 'boundaries': _json_bounds(bounds)}
     return dataclasses.replace(ds, splits=splits, scaler=scaler, config=conf, source=None)
 
+
 def _json_bounds(b: dict) -> dict:
     return {'test_start': b['test_start'], 'folds': {str(k): list(v) for k, v in b['folds'].items()}}
+
 
 def dataset_from_frame(processed: pd.DataFrame, cfg: Config, features=None) -> Dataset:
     "Dataset of a processed frame (symbol, timestamp, indicator and label columns) indexed for `cfg`."
@@ -219,13 +274,20 @@ def dataset_from_frame(processed: pd.DataFrame, cfg: Config, features=None) -> D
 def processed_frame(db, cfg: Config, symbols=None, start=None, end=None, features=None) -> pd.DataFrame:
     "Stored processed rows, joined with their candles when the model view must be derived from them."
     df = db.read_processed(symbols, interval=cfg.data_download.interval, start=start, end=end)
-    if len(df) == 0: raise DataError('no processed data stored: run `cryptotft prepare` (indicators and labels) first')
+    if len(df) == 0:
+        raise DataError('no processed data stored: run `cryptotft prepare` (indicators and labels) first')
     ind = _indicators()
     if features is None and ind is not None and not set(ind.MODEL_FEATURES) <= set(df.columns):
-        candles = pd.concat([db.read_candles(s, cfg.data_download.interval, start, end).assign(symbol=s)
-                             for s in df['symbol'].unique()], ignore_index=True)
+        candles = pd.concat(
+            [
+                db.read_candles(s, cfg.data_download.interval, start, end).assign(symbol=s)
+                for s in df['symbol'].unique()
+            ],
+            ignore_index=True,
+        )
         df = df.merge(candles, on=['symbol', 'timestamp'], how='left', suffixes=('', '_candle'))
     return df
+
 
 def dataset_from_db(db, cfg: Config, symbols=None, start=None, end=None, features=None) -> Dataset:
     "Dataset of the stored processed data (all stored symbols unless `symbols`) indexed for `cfg`."
@@ -235,7 +297,7 @@ def dataset_from_db(db, cfg: Config, symbols=None, start=None, end=None, feature
 def get_batch(ds: Dataset, ends: np.ndarray, task: str = 'regression'):
     "Windows ending at `ends`: ({'features': (B, T, F) raw float32, 'symbol': (B,) int32}, (B, 2) targets)."
     ends = np.asarray(ends)
-    rows = ends[:, None] + np.arange(-ds.sequence_length + 1, 1)                # (B, T)
+    rows = ends[:, None] + np.arange(-ds.sequence_length + 1, 1)  # (B, T)
     return {'features': ds.features[rows], 'symbol': ds.symbol_id[ends]}, ds.targets(task)[ends]
 
 # %% ../nbs/05_dataset.ipynb #4c19713e
@@ -247,9 +309,19 @@ def split_table(ds: Dataset, run_id: str) -> pd.DataFrame:
         sid, ts = ds.symbol_id[e], ds.timestamps[e]
         for i in np.unique(sid):
             t = ts[sid == i]
-            rows.append(dict(run_id=run_id, symbol=ds.symbols[i], split=split, fold=int(fold),
-                             start_ts=int(t.min()), end_ts=int(t.max()), n_samples=len(t)))
+            rows.append(
+                dict(
+                    run_id=run_id,
+                    symbol=ds.symbols[i],
+                    split=split,
+                    fold=int(fold),
+                    start_ts=int(t.min()),
+                    end_ts=int(t.max()),
+                    n_samples=len(t),
+                )
+            )
     return pd.DataFrame(rows, columns=['run_id', 'symbol', 'split', 'fold', 'start_ts', 'end_ts', 'n_samples'])
+
 
 def record_splits(db, ds: Dataset, run_id: str) -> int:
     "Write the splits of `ds` to `training_sequences` under `run_id`."
@@ -258,32 +330,62 @@ def record_splits(db, ds: Dataset, run_id: str) -> int:
 # %% ../nbs/05_dataset.ipynb #9e0ec146
 SNAPSHOT_VERSION = 2  # 2: labels include buy/sell_exit_bars
 
+
 def export_dataset(ds: Dataset, path) -> Path:
     "Write `ds` as one self-contained .npz file (arrays + JSON metadata); returns the path."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {'format': 'cryptotft-dataset', 'version': SNAPSHOT_VERSION, 'created': int(time.time() * 1000),
-            'feature_names': list(ds.feature_names), 'label_names': list(ds.label_names), 'symbols': list(ds.symbols),
-            'config': ds.config, 'scaler_clip': ds.scaler.get('clip', 5.0)}
+    meta = {
+        'format': 'cryptotft-dataset',
+        'version': SNAPSHOT_VERSION,
+        'created': int(time.time() * 1000),
+        'feature_names': list(ds.feature_names),
+        'label_names': list(ds.label_names),
+        'symbols': list(ds.symbols),
+        'config': ds.config,
+        'scaler_clip': ds.scaler.get('clip', 5.0),
+    }
     arrays = {f'split/{k}': v for k, v in ds.splits.items()}
     with open(path, 'wb') as f:  # a file object: np.savez would append .npz to other suffixes
-        np.savez(f, features=ds.features, labels=ds.labels, symbol_id=ds.symbol_id, timestamps=ds.timestamps,
-                 row_ok=ds.row_ok, scaler_mean=ds.scaler['mean'], scaler_std=ds.scaler['std'],
-                 meta=np.array(json.dumps(meta)), **arrays)
+        np.savez(
+            f,
+            features=ds.features,
+            labels=ds.labels,
+            symbol_id=ds.symbol_id,
+            timestamps=ds.timestamps,
+            row_ok=ds.row_ok,
+            scaler_mean=ds.scaler['mean'],
+            scaler_std=ds.scaler['std'],
+            meta=np.array(json.dumps(meta)),
+            **arrays,
+        )
     return path
+
 
 def load_dataset(path) -> Dataset:
     "Read a snapshot written by `export_dataset`."
     path = Path(path)
-    if not path.exists(): raise DataError(f"dataset file {path} does not exist: make one with `cryptotft export-dataset --out {path}`")
+    if not path.exists():
+        raise DataError(f"dataset file {path} does not exist: make one with `cryptotft export-dataset --out {path}`")
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z['meta']))
-        if meta.get('format') != 'cryptotft-dataset': raise DataError(f"{path} is not a cryptotft dataset snapshot")
-        splits = {k[len('split/'):]: z[k] for k in z.files if k.startswith('split/')}
-        return Dataset(features=z['features'], labels=z['labels'], symbol_id=z['symbol_id'], timestamps=z['timestamps'],
-                       row_ok=z['row_ok'], feature_names=meta['feature_names'], symbols=meta['symbols'], splits=splits,
-                       scaler={'mean': z['scaler_mean'], 'std': z['scaler_std'], 'clip': meta['scaler_clip']},
-                       config=meta['config'], label_names=tuple(meta['label_names']), source=str(path.resolve()))
+        if meta.get('format') != 'cryptotft-dataset':
+            raise DataError(f"{path} is not a cryptotft dataset snapshot")
+        splits = {k[len('split/') :]: z[k] for k in z.files if k.startswith('split/')}
+        return Dataset(
+            features=z['features'],
+            labels=z['labels'],
+            symbol_id=z['symbol_id'],
+            timestamps=z['timestamps'],
+            row_ok=z['row_ok'],
+            feature_names=meta['feature_names'],
+            symbols=meta['symbols'],
+            splits=splits,
+            scaler={'mean': z['scaler_mean'], 'std': z['scaler_std'], 'clip': meta['scaler_clip']},
+            config=meta['config'],
+            label_names=tuple(meta['label_names']),
+            source=str(path.resolve()),
+        )
 
 # %% ../nbs/05_dataset.ipynb #2fdfeb95
 def reindex_if_needed(ds: Dataset, cfg: Config) -> Dataset:

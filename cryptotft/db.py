@@ -7,7 +7,9 @@ Docs: https://cryptotft.github.io/cryptotft/db.html.md"""
 
 # %% ../nbs/01_db.ipynb #35887bcc
 from __future__ import annotations
-import csv, io, json, time
+import io
+import json
+import time
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -26,30 +28,84 @@ metadata = sa.MetaData()
 _F, _I, _S, _B = sa.Float(53), sa.Integer, sa.String, sa.BigInteger
 
 sa.Table('schema_info', metadata, sa.Column('key', _S(64), primary_key=True), sa.Column('value', sa.Text))
-sa.Table('symbols', metadata, sa.Column('symbol', _S(32), primary_key=True), sa.Column('status', _S(32)),
-         sa.Column('contract_type', _S(32)), sa.Column('base_coin', _S(32)), sa.Column('quote_coin', _S(16)),
-         sa.Column('launch_time', _B), sa.Column('tick_size', _F), sa.Column('qty_step', _F),
-         sa.Column('funding_interval', _I), sa.Column('updated_at', _B))
-sa.Table('raw_market_data', metadata, *[sa.Column(c, t, primary_key=True) for c, t in
-         (('symbol', _S(32)), ('interval', _S(4)), ('timestamp', _B))],
-         *[sa.Column(c, _F, nullable=False) for c in ('open', 'high', 'low', 'close', 'volume')],
-         sa.Column('turnover', _F))
-sa.Table('funding_rates', metadata, sa.Column('symbol', _S(32), primary_key=True),
-         sa.Column('timestamp', _B, primary_key=True), sa.Column('rate', _F, nullable=False))
-sa.Table('processed_market_data', metadata, *[sa.Column(c, t, primary_key=True) for c, t in
-         (('symbol', _S(32)), ('interval', _S(4)), ('timestamp', _B))])
-sa.Table('model_metadata', metadata, sa.Column('run_id', _S(64), primary_key=True), sa.Column('created_at', _B),
-         sa.Column('task', _S(32)), sa.Column('status', _S(32)), sa.Column('symbols', sa.Text),
-         sa.Column('data_start', _B), sa.Column('data_end', _B), sa.Column('config', sa.Text),
-         sa.Column('metrics', sa.Text), sa.Column('artifacts', sa.Text))
-sa.Table('training_sequences', metadata, sa.Column('run_id', _S(64), primary_key=True),
-         sa.Column('symbol', _S(32), primary_key=True), sa.Column('split', _S(16), primary_key=True),
-         sa.Column('fold', _I, primary_key=True), sa.Column('start_ts', _B), sa.Column('end_ts', _B),
-         sa.Column('n_samples', _B))
-sa.Table('model_predictions', metadata, *[sa.Column(c, t, primary_key=True) for c, t in
-         (('run_id', _S(64)), ('symbol', _S(32)), ('timestamp', _B))],
-         *[sa.Column(c, _F) for c in ('buy_q10', 'buy_q50', 'buy_q90', 'sell_q10', 'sell_q50', 'sell_q90',
-                                      'buy_prob', 'sell_prob', 'buy_return', 'sell_return')])
+sa.Table(
+    'symbols',
+    metadata,
+    sa.Column('symbol', _S(32), primary_key=True),
+    sa.Column('status', _S(32)),
+    sa.Column('contract_type', _S(32)),
+    sa.Column('base_coin', _S(32)),
+    sa.Column('quote_coin', _S(16)),
+    sa.Column('launch_time', _B),
+    sa.Column('tick_size', _F),
+    sa.Column('qty_step', _F),
+    sa.Column('funding_interval', _I),
+    sa.Column('updated_at', _B),
+)
+sa.Table(
+    'raw_market_data',
+    metadata,
+    *[sa.Column(c, t, primary_key=True) for c, t in (('symbol', _S(32)), ('interval', _S(4)), ('timestamp', _B))],
+    *[sa.Column(c, _F, nullable=False) for c in ('open', 'high', 'low', 'close', 'volume')],
+    sa.Column('turnover', _F),
+)
+sa.Table(
+    'funding_rates',
+    metadata,
+    sa.Column('symbol', _S(32), primary_key=True),
+    sa.Column('timestamp', _B, primary_key=True),
+    sa.Column('rate', _F, nullable=False),
+)
+sa.Table(
+    'processed_market_data',
+    metadata,
+    *[sa.Column(c, t, primary_key=True) for c, t in (('symbol', _S(32)), ('interval', _S(4)), ('timestamp', _B))],
+)
+sa.Table(
+    'model_metadata',
+    metadata,
+    sa.Column('run_id', _S(64), primary_key=True),
+    sa.Column('created_at', _B),
+    sa.Column('task', _S(32)),
+    sa.Column('status', _S(32)),
+    sa.Column('symbols', sa.Text),
+    sa.Column('data_start', _B),
+    sa.Column('data_end', _B),
+    sa.Column('config', sa.Text),
+    sa.Column('metrics', sa.Text),
+    sa.Column('artifacts', sa.Text),
+)
+sa.Table(
+    'training_sequences',
+    metadata,
+    sa.Column('run_id', _S(64), primary_key=True),
+    sa.Column('symbol', _S(32), primary_key=True),
+    sa.Column('split', _S(16), primary_key=True),
+    sa.Column('fold', _I, primary_key=True),
+    sa.Column('start_ts', _B),
+    sa.Column('end_ts', _B),
+    sa.Column('n_samples', _B),
+)
+sa.Table(
+    'model_predictions',
+    metadata,
+    *[sa.Column(c, t, primary_key=True) for c, t in (('run_id', _S(64)), ('symbol', _S(32)), ('timestamp', _B))],
+    *[
+        sa.Column(c, _F)
+        for c in (
+            'buy_q10',
+            'buy_q50',
+            'buy_q90',
+            'sell_q10',
+            'sell_q50',
+            'sell_q90',
+            'buy_prob',
+            'sell_prob',
+            'buy_return',
+            'sell_return',
+        )
+    ],
+)
 
 PRIMARY_KEYS = {t.name: [c.name for c in t.primary_key.columns] for t in metadata.sorted_tables}
 TIME_COLUMNS = {'timestamp', 'launch_time', 'updated_at', 'created_at', 'data_start', 'data_end', 'start_ts', 'end_ts'}
@@ -58,26 +114,36 @@ TIME_COLUMNS = {'timestamp', 'launch_time', 'updated_at', 'created_at', 'data_st
 def normalize_url(url: str) -> str:
     "Map plain `postgresql://` URLs to the installed psycopg2 driver; create SQLite folders."
     u = make_url(url)
-    if u.drivername in ('postgresql', 'postgres'): u = u.set(drivername='postgresql+psycopg2')
+    if u.drivername in ('postgresql', 'postgres'):
+        u = u.set(drivername='postgresql+psycopg2')
     if u.drivername.startswith('sqlite') and u.database and u.database != ':memory:':
         Path(u.database).parent.mkdir(parents=True, exist_ok=True)
     return u.render_as_string(hide_password=False)
 
+
 def _sqlite_pragmas(dbapi_conn, _):
     cur = dbapi_conn.cursor()
-    cur.execute('PRAGMA journal_mode=WAL'); cur.execute('PRAGMA synchronous=NORMAL'); cur.close()
+    cur.execute('PRAGMA journal_mode=WAL')
+    cur.execute('PRAGMA synchronous=NORMAL')
+    cur.close()
 
 # %% ../nbs/01_db.ipynb #46c8d253
 def connect(url: str) -> 'Database':
     "Open the database at `url` and check that it answers."
-    try: url = normalize_url(url)
-    except Exception as e: raise ConfigError(f"database URL {url!r} is not valid: {e}") from None
+    try:
+        url = normalize_url(url)
+    except Exception as e:
+        raise ConfigError(f"database URL {url!r} is not valid: {e}") from None
     sqlite = url.startswith('sqlite')
-    kw = dict(connect_args={'timeout': 120}) if sqlite else dict(pool_pre_ping=True, connect_args={'connect_timeout': 5})
+    kw = (
+        dict(connect_args={'timeout': 120}) if sqlite else dict(pool_pre_ping=True, connect_args={'connect_timeout': 5})
+    )
     try:
         engine = sa.create_engine(url, **kw)
-        if sqlite: sa.event.listen(engine, 'connect', _sqlite_pragmas)
-        with engine.connect() as c: c.exec_driver_sql('SELECT 1')
+        if sqlite:
+            sa.event.listen(engine, 'connect', _sqlite_pragmas)
+        with engine.connect() as c:
+            c.exec_driver_sql('SELECT 1')
     except Exception as e:
         safe = make_url(url).render_as_string(hide_password=True)
         raise DataError(f"cannot reach database {safe}: {str(e).strip().splitlines()[0]}") from None
@@ -86,12 +152,16 @@ def connect(url: str) -> 'Database':
 # %% ../nbs/01_db.ipynb #b6905481
 class Database:
     "Schema, idempotent bulk upserts and reads over one SQLAlchemy engine."
-    def __init__(self, engine: sa.Engine): self.engine = engine
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
 
     @property
-    def dialect(self) -> str: return self.engine.dialect.name
+    def dialect(self) -> str:
+        return self.engine.dialect.name
 
-    def __repr__(self): return f"Database({self.engine.url.render_as_string(hide_password=True)})"
+    def __repr__(self):
+        return f"Database({self.engine.url.render_as_string(hide_password=True)})"
 
     def init_db(self) -> bool:
         "Create every table (a no-op when they exist); returns True when something was created."
@@ -100,9 +170,14 @@ class Database:
         with self.engine.begin() as c:
             row = c.execute(sa.text("SELECT value FROM schema_info WHERE key='schema_version'")).first()
             if row is None:
-                c.execute(sa.text("INSERT INTO schema_info (key, value) VALUES ('schema_version', :v)"), {'v': str(SCHEMA_VERSION)})
+                c.execute(
+                    sa.text("INSERT INTO schema_info (key, value) VALUES ('schema_version', :v)"),
+                    {'v': str(SCHEMA_VERSION)},
+                )
             elif int(row[0]) > SCHEMA_VERSION:
-                raise DataError(f"database schema version {row[0]} is newer than this cryptotft ({SCHEMA_VERSION}): upgrade cryptotft")
+                raise DataError(
+                    f"database schema version {row[0]} is newer than this cryptotft ({SCHEMA_VERSION}): upgrade cryptotft"
+                )
         return not set(metadata.tables) <= before
 
     def schema_version(self) -> int | None:
@@ -110,7 +185,8 @@ class Database:
         try:
             with self.engine.connect() as c:
                 v = c.execute(sa.text("SELECT value FROM schema_info WHERE key='schema_version'")).scalar()
-        except sa.exc.SQLAlchemyError: return None
+        except sa.exc.SQLAlchemyError:
+            return None
         return None if v is None else int(v)
 
     def columns(self, table: str) -> list[str]:
@@ -122,12 +198,16 @@ def _prepare_rows(table: str, df: pd.DataFrame) -> pd.DataFrame:
     "Key check, timestamps -> epoch ms, rows sorted by key and deduplicated (last wins)."
     key = PRIMARY_KEYS[table]
     missing = [k for k in key if k not in df.columns]
-    if missing: raise DataError(f"rows for {table} lack key column(s) {missing}")
+    if missing:
+        raise DataError(f"rows for {table} lack key column(s) {missing}")
     out = df.copy()
     for c in out.columns:
-        if c in TIME_COLUMNS and not pd.api.types.is_integer_dtype(out[c]): out[c] = to_ms(out[c])
-    if out[key].isna().any().any(): raise DataError(f"rows for {table} have empty key values")
+        if c in TIME_COLUMNS and not pd.api.types.is_integer_dtype(out[c]):
+            out[c] = to_ms(out[c])
+    if out[key].isna().any().any():
+        raise DataError(f"rows for {table} have empty key values")
     return out.drop_duplicates(key, keep='last').sort_values(key, kind='stable')
+
 
 def _records(df: pd.DataFrame) -> list[tuple]:
     "DataFrame -> list of tuples with None for NaN (what DBAPI drivers expect)."
@@ -148,6 +228,7 @@ def _upsert_sql(table: str, target: str, cols: list[str], source: str | None = N
 # %% ../nbs/01_db.ipynb #7e42267b
 _PGCOPY_HEADER = b'PGCOPY\n\xff\r\n\x00' + b'\x00' * 8
 
+
 def _binary_stage(df: pd.DataFrame):
     "Rows -> (binary COPY payload, staging column types, SELECT expressions, query params)."
     n, dtype, values, types, exprs, params = len(df), [('nf', '>i2')], {}, [], [], {}
@@ -162,11 +243,15 @@ def _binary_stage(df: pd.DataFrame):
             params[f'u{i}'] = [str(u) for u in uniq]
             vt, pt, v, e = '>i4', 'int4', codes.astype('int32'), f'(%(u{i})s::text[])[_s.c{i} + 1]'
         dtype += [(f'l{i}', '>i4'), (f'v{i}', vt)]
-        values[i] = (np.dtype(vt).itemsize, v); types.append(f'c{i} {pt}'); exprs.append(e)
+        values[i] = (np.dtype(vt).itemsize, v)
+        types.append(f'c{i} {pt}')
+        exprs.append(e)
     rec = np.empty(n, dtype=dtype)
     rec['nf'] = len(df.columns)
-    for i, (size, v) in values.items(): rec[f'l{i}'], rec[f'v{i}'] = size, v
+    for i, (size, v) in values.items():
+        rec[f'l{i}'], rec[f'v{i}'] = size, v
     return _PGCOPY_HEADER + rec.tobytes() + b'\xff\xff', types, exprs, params
+
 
 def _copy_upsert(conn, table: str, df: pd.DataFrame):
     "PostgreSQL: binary COPY into a temp table, then one INSERT ... SELECT ... ON CONFLICT."
@@ -178,13 +263,17 @@ def _copy_upsert(conn, table: str, df: pd.DataFrame):
         cur.execute(f"CREATE TEMP TABLE _stage ({', '.join(types)}) ON COMMIT DROP")
         cur.copy_expert('COPY _stage FROM STDIN WITH (FORMAT binary)', io.BytesIO(payload))
         sql = _upsert_sql(table, table, cols, source='_stage _s')
-        sql = sql.replace(f"SELECT {', '.join(chr(34) + c + chr(34) for c in cols)} FROM", f"SELECT {', '.join(exprs)} FROM")
+        sql = sql.replace(
+            f"SELECT {', '.join(chr(34) + c + chr(34) for c in cols)} FROM", f"SELECT {', '.join(exprs)} FROM"
+        )
         # new rows (the usual case: a download appends) go in twice as fast without ON CONFLICT; when a key
         # exists, the plain insert stops at the first conflict and the upsert redoes the batch
         cur.execute('SAVEPOINT plain_insert')
-        try: cur.execute(sql.split(' ON CONFLICT ')[0], params)
+        try:
+            cur.execute(sql.split(' ON CONFLICT ')[0], params)
         except Exception as e:
-            if getattr(e, 'pgcode', None) != '23505': raise  # unique_violation
+            if getattr(e, 'pgcode', None) != '23505':
+                raise  # unique_violation
             cur.execute('ROLLBACK TO SAVEPOINT plain_insert')
             cur.execute(sql, params)
 
@@ -195,23 +284,34 @@ def _ensure_columns(db: Database, conn, table: str, cols: list[str]):
     ftype = 'DOUBLE PRECISION' if db.dialect == 'postgresql' else 'REAL'
     for c in cols:
         if c not in have:
-            if not c.replace('_', '').isalnum(): raise DataError(f"bad column name {c!r} for {table}")
+            if not c.replace('_', '').isalnum():
+                raise DataError(f"bad column name {c!r} for {table}")
             conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN "{c}" {ftype}')
+
 
 def upsert(self: Database, table: str, df: pd.DataFrame) -> int:
     "Insert or update `df`'s rows in `table` in one transaction; returns the number of rows written."
-    if table not in PRIMARY_KEYS: raise DataError(f"unknown table {table!r}")
-    if df is None or len(df) == 0: return 0
+    if table not in PRIMARY_KEYS:
+        raise DataError(f"unknown table {table!r}")
+    if df is None or len(df) == 0:
+        return 0
     rows = _prepare_rows(table, df)
     with self.engine.begin() as conn:
-        if table == 'processed_market_data': _ensure_columns(self, conn, table, list(rows.columns))
-        if self.dialect == 'postgresql': _copy_upsert(conn, table, rows)
-        else: conn.exec_driver_sql(_upsert_sql(table, table, list(rows.columns)), _records(rows))
+        if table == 'processed_market_data':
+            _ensure_columns(self, conn, table, list(rows.columns))
+        if self.dialect == 'postgresql':
+            _copy_upsert(conn, table, rows)
+        else:
+            conn.exec_driver_sql(_upsert_sql(table, table, list(rows.columns)), _records(rows))
     return len(rows)
+
+
 Database.upsert = upsert
 
 # %% ../nbs/01_db.ipynb #3330cbed
-def _ms_or_none(t): return None if t is None else int(to_ms(t))
+def _ms_or_none(t):
+    return None if t is None else int(to_ms(t))
+
 
 def read_sql(self: Database, sql: str, params: dict | None = None) -> pd.DataFrame:
     "Run a query; epoch-ms time columns come back as UTC timestamps."
@@ -221,9 +321,12 @@ def read_sql(self: Database, sql: str, params: dict | None = None) -> pd.DataFra
         # plain DBAPI tuples: building a frame from SQLAlchemy Row objects costs 4x more
         df = pd.DataFrame.from_records(res.cursor.fetchall() if res.cursor else [], columns=cols)
     for col in df.columns:
-        if col in TIME_COLUMNS and len(df): df[col] = from_ms(df[col].astype('int64'))
-        elif col in TIME_COLUMNS: df[col] = pd.Series([], dtype='datetime64[ns, UTC]')
+        if col in TIME_COLUMNS and len(df):
+            df[col] = from_ms(df[col].astype('int64'))
+        elif col in TIME_COLUMNS:
+            df[col] = pd.Series([], dtype='datetime64[ns, UTC]')
     return df
+
 
 def _where(symbols=None, interval=None, start=None, end=None, ts='timestamp'):
     "SQL WHERE clause and params for the usual symbol / interval / time filters."
@@ -233,10 +336,17 @@ def _where(symbols=None, interval=None, start=None, end=None, ts='timestamp'):
         names = [f's{i}' for i in range(len(symbols))]
         clauses.append(f"symbol IN ({', '.join(':' + n for n in names)})" if names else '1=0')
         p.update(dict(zip(names, symbols)))
-    if interval is not None: clauses.append('"interval" = :interval'); p['interval'] = str(interval)
-    if start is not None: clauses.append(f'"{ts}" >= :start'); p['start'] = _ms_or_none(start)
-    if end is not None: clauses.append(f'"{ts}" < :end'); p['end'] = _ms_or_none(end)
+    if interval is not None:
+        clauses.append('"interval" = :interval')
+        p['interval'] = str(interval)
+    if start is not None:
+        clauses.append(f'"{ts}" >= :start')
+        p['start'] = _ms_or_none(start)
+    if end is not None:
+        clauses.append(f'"{ts}" < :end')
+        p['end'] = _ms_or_none(end)
     return (' WHERE ' + ' AND '.join(clauses)) if clauses else '', p
+
 
 Database.read_sql = read_sql
 
@@ -244,20 +354,29 @@ Database.read_sql = read_sql
 def read_candles(self: Database, symbol: str, interval: str = '15', start=None, end=None) -> pd.DataFrame:
     "One symbol's candles, ascending, timestamp as UTC."
     w, p = _where(symbol, interval, start, end)
-    df = self.read_sql(f'SELECT timestamp, open, high, low, close, volume, turnover FROM raw_market_data{w} ORDER BY timestamp', p)
+    df = self.read_sql(
+        f'SELECT timestamp, open, high, low, close, volume, turnover FROM raw_market_data{w} ORDER BY timestamp', p
+    )
     return df.astype({c: 'float64' for c in ('open', 'high', 'low', 'close', 'volume', 'turnover')})
+
 
 def read_funding(self: Database, symbol: str, start=None, end=None) -> pd.DataFrame:
     "One symbol's funding events (timestamp, rate), ascending."
     w, p = _where(symbol, None, start, end)
-    return self.read_sql(f'SELECT timestamp, rate FROM funding_rates{w} ORDER BY timestamp', p).astype({'rate': 'float64'})
+    return self.read_sql(f'SELECT timestamp, rate FROM funding_rates{w} ORDER BY timestamp', p).astype(
+        {'rate': 'float64'}
+    )
 
-def read_processed(self: Database, symbols=None, interval: str = '15', start=None, end=None, columns=None) -> pd.DataFrame:
+
+def read_processed(
+    self: Database, symbols=None, interval: str = '15', start=None, end=None, columns=None
+) -> pd.DataFrame:
     "Indicators and labels per bar (all stored columns unless `columns`), sorted by symbol and time."
     w, p = _where(symbols, interval, start, end)
     cols = '*' if columns is None else ', '.join(f'"{c}"' for c in ['symbol', 'timestamp', *columns])
     df = self.read_sql(f'SELECT {cols} FROM processed_market_data{w} ORDER BY symbol, timestamp', p)
     return df.drop(columns=['interval'], errors='ignore')
+
 
 Database.read_candles, Database.read_funding, Database.read_processed = read_candles, read_funding, read_processed
 
@@ -265,34 +384,65 @@ Database.read_candles, Database.read_funding, Database.read_processed = read_can
 def last_timestamp(self: Database, symbol: str, interval: str = '15', table: str = 'raw_market_data'):
     "Newest stored timestamp of a symbol (UTC) or None."
     w, p = _where(symbol, interval if table != 'funding_rates' else None)
-    with self.engine.connect() as c: v = c.execute(sa.text(f'SELECT MAX(timestamp) FROM "{table}"{w}'), p).scalar()
+    with self.engine.connect() as c:
+        v = c.execute(sa.text(f'SELECT MAX(timestamp) FROM "{table}"{w}'), p).scalar()
     return None if v is None else from_ms(int(v))
+
 
 def stored_symbols(self: Database, interval: str = '15', table: str = 'raw_market_data') -> list[str]:
     "Symbols that have rows in `table`."
     w, p = _where(None, interval)
-    with self.engine.connect() as c: return sorted(r[0] for r in c.execute(sa.text(f'SELECT DISTINCT symbol FROM "{table}"{w}'), p))
+    with self.engine.connect() as c:
+        return sorted(r[0] for r in c.execute(sa.text(f'SELECT DISTINCT symbol FROM "{table}"{w}'), p))
+
 
 def count_rows(self: Database, table: str) -> int:
     "Number of rows in `table`."
-    with self.engine.connect() as c: return int(c.execute(sa.text(f'SELECT COUNT(*) FROM "{table}"')).scalar())
+    with self.engine.connect() as c:
+        return int(c.execute(sa.text(f'SELECT COUNT(*) FROM "{table}"')).scalar())
+
 
 Database.last_timestamp, Database.stored_symbols, Database.count_rows = last_timestamp, stored_symbols, count_rows
 
 # %% ../nbs/01_db.ipynb #f765fd0c
-def record_run(self: Database, run_id: str, task: str, status: str, symbols, data_start, data_end,
-               config: dict, metrics: dict | None = None, artifacts: dict | None = None):
+def record_run(
+    self: Database,
+    run_id: str,
+    task: str,
+    status: str,
+    symbols,
+    data_start,
+    data_end,
+    config: dict,
+    metrics: dict | None = None,
+    artifacts: dict | None = None,
+):
     "Insert or update one `model_metadata` row."
-    row = pd.DataFrame([dict(run_id=run_id, created_at=int(time.time() * 1000), task=task, status=status,
-                             symbols=','.join(symbols), data_start=_ms_or_none(data_start), data_end=_ms_or_none(data_end),
-                             config=json.dumps(config, default=str), metrics=json.dumps(metrics or {}, default=float),
-                             artifacts=json.dumps(artifacts or {}, default=str))])
+    row = pd.DataFrame(
+        [
+            dict(
+                run_id=run_id,
+                created_at=int(time.time() * 1000),
+                task=task,
+                status=status,
+                symbols=','.join(symbols),
+                data_start=_ms_or_none(data_start),
+                data_end=_ms_or_none(data_end),
+                config=json.dumps(config, default=str),
+                metrics=json.dumps(metrics or {}, default=float),
+                artifacts=json.dumps(artifacts or {}, default=str),
+            )
+        ]
+    )
     self.upsert('model_metadata', row)
+
 
 def read_runs(self: Database) -> pd.DataFrame:
     "All runs, newest first, with JSON columns decoded."
     df = self.read_sql('SELECT * FROM model_metadata ORDER BY created_at DESC')
-    for c in ('config', 'metrics', 'artifacts'): df[c] = df[c].map(lambda s: json.loads(s) if s else {})
+    for c in ('config', 'metrics', 'artifacts'):
+        df[c] = df[c].map(lambda s: json.loads(s) if s else {})
     return df
+
 
 Database.record_run, Database.read_runs = record_run, read_runs

@@ -7,7 +7,10 @@ Docs: https://cryptotft.github.io/cryptotft/download.html.md"""
 
 # %% ../nbs/02_download.ipynb #88da3706
 from __future__ import annotations
-import logging, random, threading, time
+import logging
+import random
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +21,19 @@ import sqlalchemy as sa
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP
 from tqdm.auto import tqdm
-from .config import (BybitConfig, Config, ConfigError, CryptoTFTError, DataError, ExchangeError,
-                              RateLimited, TemporaryExchangeError, from_ms, interval_ms, to_ms)
+from cryptotft.config import (
+    BybitConfig,
+    Config,
+    ConfigError,
+    CryptoTFTError,
+    DataError,
+    ExchangeError,
+    RateLimited,
+    TemporaryExchangeError,
+    from_ms,
+    interval_ms,
+    to_ms,
+)
 
 # %% auto #0
 __all__ = ['BYBIT', 'KLINE_COLUMNS', 'TokenBucket', 'classify_failure', 'pybit_session', 'BybitClient', 'parse_klines',
@@ -29,18 +43,24 @@ __all__ = ['BYBIT', 'KLINE_COLUMNS', 'TokenBucket', 'classify_failure', 'pybit_s
 
 # %% ../nbs/02_download.ipynb #d853b20b
 BYBIT = dict(
-    category='linear', quote_coin='USDT', contract_type='LinearPerpetual', status='Trading',
-    kline_limit=1000, funding_limit=200, instruments_limit=1000,
-    rate_limit=(600, 5.0),              # requests per window (seconds) per IP; beyond it: 403 and a ban
+    category='linear',
+    quote_coin='USDT',
+    contract_type='LinearPerpetual',
+    status='Trading',
+    kline_limit=1000,
+    funding_limit=200,
+    instruments_limit=1000,
+    rate_limit=(600, 5.0),  # requests per window (seconds) per IP; beyond it: 403 and a ban
     funding_grid_ms=3_600_000,
     rate_limited_codes=(10006, 10429),  # back off until the limit resets, then retry
-    temporary_codes=(10016,),           # internal error / restarting: retry with backoff
+    temporary_codes=(10016,),  # internal error / restarting: retry with backoff
 )
 KLINE_COLUMNS = ['timestamp', 'open', 'high', 'low', 'close', 'volume', 'turnover']
 
 # %% ../nbs/02_download.ipynb #c8642c11
 class TokenBucket:
     "Thread-safe token bucket: `rate` tokens per second, bursts of `burst`, pausable for everyone."
+
     def __init__(self, rate: float, burst: float | None = None, clock=time.monotonic, sleep=time.sleep):
         self.rate, self.burst = float(rate), float(burst or max(1.0, rate / 10))
         self.clock, self.sleep, self.lock = clock, sleep, threading.Lock()
@@ -61,29 +81,49 @@ class TokenBucket:
 
     def pause(self, seconds: float):
         "Let no request out for `seconds` (the exchange's limit window resets then)."
-        with self.lock: self.paused_until = max(self.paused_until, self.clock() + seconds)
+        with self.lock:
+            self.paused_until = max(self.paused_until, self.clock() + seconds)
 
 # %% ../nbs/02_download.ipynb #cb38ab6e
 def classify_failure(http_status: int | None, ret_code: int | None, message: str) -> CryptoTFTError:
     "The error (from the tree in `config`) that an HTTP status / Bybit retCode / message stands for."
     msg, code = (message or '').strip()[:200], f"retCode {ret_code}" if ret_code else f"HTTP {http_status}"
-    if ret_code in BYBIT['rate_limited_codes'] or http_status == 429 or (http_status == 403 and 'frequent' in msg.lower()):
+    if (
+        ret_code in BYBIT['rate_limited_codes']
+        or http_status == 429
+        or (http_status == 403 and 'frequent' in msg.lower())
+    ):
         return RateLimited(f"Bybit rate limit ({code}: {msg}): wait a few minutes or lower bybit.requests_per_second")
     if http_status == 403:
-        return ExchangeError(f"Bybit refused this address (HTTP 403: {msg}): it blocks some countries (e.g. US "
-                             "cloud machines) and bans for 10+ minutes after a rate-limit breach; try later or another network")
+        return ExchangeError(
+            f"Bybit refused this address (HTTP 403: {msg}): it blocks some countries (e.g. US "
+            "cloud machines) and bans for 10+ minutes after a rate-limit breach; try later or another network"
+        )
     if ret_code in BYBIT['temporary_codes'] or (http_status or 0) >= 500 or (http_status is None and ret_code is None):
-        return TemporaryExchangeError(f"Bybit is failing ({code if http_status or ret_code else 'no valid answer'}: {msg}): try again later")
-    hint = ': check the symbol with `cryptotft validate-symbols`' if ret_code == 10001 else ': check bybit.base_url and the request'
+        return TemporaryExchangeError(
+            f"Bybit is failing ({code if http_status or ret_code else 'no valid answer'}: {msg}): try again later"
+        )
+    hint = (
+        ': check the symbol with `cryptotft validate-symbols`'
+        if ret_code == 10001
+        else ': check bybit.base_url and the request'
+    )
     return ExchangeError(f"Bybit refused the request ({code}: {msg}){hint}")
 
 # %% ../nbs/02_download.ipynb #eb54a293
 class _PybitHTTP(HTTP):
     "pybit's v5 HTTP client that keeps the body of a non-200 answer in the error."
+
     def _check_status_code(self, response, method, path, params):
         if response.status_code != 200:
-            raise FailedRequestError(request=f"{method} {path}", message=response.text[:200] or 'HTTP error',
-                                     status_code=response.status_code, time='', resp_headers=response.headers)
+            raise FailedRequestError(
+                request=f"{method} {path}",
+                message=response.text[:200] or 'HTTP error',
+                status_code=response.status_code,
+                time='',
+                resp_headers=response.headers,
+            )
+
 
 def pybit_session(base_url: str, timeout_s: float) -> HTTP:
     "A pybit v5 HTTP client aimed at `base_url`, with pybit's own retries off."
@@ -95,28 +135,35 @@ def pybit_session(base_url: str, timeout_s: float) -> HTTP:
 # %% ../nbs/02_download.ipynb #62e13a7e
 class BybitClient:
     "Bybit v5 public market endpoints: shared token bucket, limit headers, retries, page parsing."
+
     def __init__(self, cfg: BybitConfig, backoff_s: float = 0.5, venue: dict = BYBIT):
-        if cfg.category != venue['category']: raise ConfigError("bybit.category must be 'linear' (USDT perpetuals)")
+        if cfg.category != venue['category']:
+            raise ConfigError("bybit.category must be 'linear' (USDT perpetuals)")
         self.cfg, self.backoff_s, self.venue = cfg, backoff_s, venue
         self.bucket = TokenBucket(cfg.requests_per_second)
         self._local, self._lock, self.requests = threading.local(), threading.Lock(), 0
 
     def _http(self) -> HTTP:
-        if getattr(self._local, 'http', None) is None: self._local.http = pybit_session(self.cfg.base_url, self.cfg.timeout_s)
+        if getattr(self._local, 'http', None) is None:
+            self._local.http = pybit_session(self.cfg.base_url, self.cfg.timeout_s)
         return self._local.http
 
     def _observe(self, headers) -> float | None:
         "Pause everyone when the window is nearly used up; seconds to its reset when it is used up."
-        try: left, reset = int(headers['X-Bapi-Limit-Status']), int(headers['X-Bapi-Limit-Reset-Timestamp'])
-        except (TypeError, KeyError, ValueError): return None
+        try:
+            left, reset = int(headers['X-Bapi-Limit-Status']), int(headers['X-Bapi-Limit-Reset-Timestamp'])
+        except (TypeError, KeyError, ValueError):
+            return None
         wait = min(max(reset / 1000 - time.time(), 0.0), 10.0)
-        if left <= self.cfg.max_concurrency: self.bucket.pause(wait)
+        if left <= self.cfg.max_concurrency:
+            self.bucket.pause(wait)
         return wait if left <= 0 else None
 
     def _call(self, method: str, params: dict):
         "One request: (result, server time ms) or the classified error."
         self.bucket.acquire()
-        with self._lock: self.requests += 1
+        with self._lock:
+            self.requests += 1
         try:
             body, _, headers = getattr(self._http(), method)(category=self.venue['category'], **params)
             self._observe(headers)
@@ -137,12 +184,14 @@ class BybitClient:
     def get(self, method: str, **params):
         "Call pybit's `method` with retries; returns (result, server time ms)."
         for attempt in range(self.cfg.max_retries + 1):
-            try: return self._call(method, params)
+            try:
+                return self._call(method, params)
             except TemporaryExchangeError as e:
                 err, wait = e, e.wait_s if isinstance(e, RateLimited) and e.wait_s is not None else None
             if attempt < self.cfg.max_retries:
-                wait = wait if wait is not None else min(self.backoff_s * 2 ** attempt, 30.0) * random.uniform(0.8, 1.2)
-                if isinstance(err, RateLimited): self.bucket.pause(wait)
+                wait = wait if wait is not None else min(self.backoff_s * 2**attempt, 30.0) * random.uniform(0.8, 1.2)
+                if isinstance(err, RateLimited):
+                    self.bucket.pause(wait)
                 time.sleep(wait)
         raise type(err)(f"{err} (gave up after {self.cfg.max_retries + 1} tries)")
 
@@ -153,24 +202,37 @@ def parse_klines(rows: list) -> pd.DataFrame:
     ts, first = np.unique(a[:, 0].astype(np.int64), return_index=True)  # sorted, one row per startTime
     return pd.DataFrame({'timestamp': ts, **{c: a[first, i + 1] for i, c in enumerate(KLINE_COLUMNS[1:])}})
 
+
 def parse_funding(rows: list) -> pd.DataFrame:
     "Bybit funding-history rows -> ascending frame (timestamp ms, rate)."
-    df = pd.DataFrame({'timestamp': np.array([int(r['fundingRateTimestamp']) for r in rows], dtype=np.int64),
-                       'rate': np.array([float(r['fundingRate']) for r in rows], dtype=np.float64)})
+    df = pd.DataFrame(
+        {
+            'timestamp': np.array([int(r['fundingRateTimestamp']) for r in rows], dtype=np.int64),
+            'rate': np.array([float(r['fundingRate']) for r in rows], dtype=np.float64),
+        }
+    )
     return df.drop_duplicates('timestamp', keep='last').sort_values('timestamp', ignore_index=True)
 
 # %% ../nbs/02_download.ipynb #86808c36
 def _klines(self, symbol: str, interval: str, start: int, end: int):
     "One kline page in [start, end] (ms, inclusive): (ascending frame, server time ms)."
-    res, now = self.get('get_kline', symbol=symbol, interval=interval, start=int(start), end=int(end),
-                        limit=self.venue['kline_limit'])
+    res, now = self.get(
+        'get_kline', symbol=symbol, interval=interval, start=int(start), end=int(end), limit=self.venue['kline_limit']
+    )
     return parse_klines(res['list']), now
+
 
 def _funding(self, symbol: str, start: int, end: int):
     "One funding-history page in [start, end]: (ascending frame, server time ms)."
-    res, now = self.get('get_funding_rate_history', symbol=symbol, startTime=int(start), endTime=int(end),
-                        limit=self.venue['funding_limit'])
+    res, now = self.get(
+        'get_funding_rate_history',
+        symbol=symbol,
+        startTime=int(start),
+        endTime=int(end),
+        limit=self.venue['funding_limit'],
+    )
     return parse_funding(res['list']), now
+
 
 def _instruments(self) -> list[dict]:
     "Every listed linear instrument, following `nextPageCursor` to the last page."
@@ -180,38 +242,58 @@ def _instruments(self) -> list[dict]:
         res, _ = self.get('get_instruments_info', limit=self.venue['instruments_limit'], cursor=cursor)
         out += res['list']
         cursor = res.get('nextPageCursor') or None
-        if cursor is None: break
+        if cursor is None:
+            break
     return out
+
 
 BybitClient.klines, BybitClient.funding, BybitClient.instruments = _klines, _funding, _instruments
 
 # %% ../nbs/02_download.ipynb #554d14fe
 def symbol_problem(info: dict | None, venue: dict = BYBIT) -> str | None:
     "Why an instrument-info entry is not a tradeable USDT perpetual (None when it is)."
-    if info is None: return 'not listed among Bybit linear contracts (check the spelling, e.g. 1000PEPEUSDT)'
-    if info.get('status') != venue['status']: return f"not trading (status {info.get('status')})"
+    if info is None:
+        return 'not listed among Bybit linear contracts (check the spelling, e.g. 1000PEPEUSDT)'
+    if info.get('status') != venue['status']:
+        return f"not trading (status {info.get('status')})"
     if info.get('contractType') != venue['contract_type']:
         return f"wrong contract type {info.get('contractType')} (only {venue['contract_type']})"
-    if info.get('quoteCoin') != venue['quote_coin']: return f"quoted in {info.get('quoteCoin')}, not {venue['quote_coin']}"
+    if info.get('quoteCoin') != venue['quote_coin']:
+        return f"quoted in {info.get('quoteCoin')}, not {venue['quote_coin']}"
     return None
+
 
 def instruments_frame(listed: list[dict]) -> pd.DataFrame:
     "Instrument-info entries -> rows of the `symbols` table."
     num = lambda v, t: t(v) if v not in (None, '') else None
-    return pd.DataFrame([dict(symbol=i['symbol'], status=i.get('status'), contract_type=i.get('contractType'),
-                              base_coin=i.get('baseCoin'), quote_coin=i.get('quoteCoin'),
-                              launch_time=num(i.get('launchTime'), int),
-                              tick_size=num(i.get('priceFilter', {}).get('tickSize'), float),
-                              qty_step=num(i.get('lotSizeFilter', {}).get('qtyStep'), float),
-                              funding_interval=num(i.get('fundingInterval'), int),
-                              updated_at=int(time.time() * 1000)) for i in listed])
+    return pd.DataFrame(
+        [
+            dict(
+                symbol=i['symbol'],
+                status=i.get('status'),
+                contract_type=i.get('contractType'),
+                base_coin=i.get('baseCoin'),
+                quote_coin=i.get('quoteCoin'),
+                launch_time=num(i.get('launchTime'), int),
+                tick_size=num(i.get('priceFilter', {}).get('tickSize'), float),
+                qty_step=num(i.get('lotSizeFilter', {}).get('qtyStep'), float),
+                funding_interval=num(i.get('fundingInterval'), int),
+                updated_at=int(time.time() * 1000),
+            )
+            for i in listed
+        ]
+    )
 
-def validate_symbols(cfg: Config, db, symbols=None, client: BybitClient | None = None) -> tuple[list[str], dict[str, str]]:
+
+def validate_symbols(
+    cfg: Config, db, symbols=None, client: BybitClient | None = None
+) -> tuple[list[str], dict[str, str]]:
     "Store Bybit's linear instruments; return (valid symbols, {invalid symbol: reason})."
     client = client or BybitClient(cfg.bybit)
     listed = client.instruments()
     db.init_db()
-    if listed: db.upsert('symbols', instruments_frame(listed))
+    if listed:
+        db.upsert('symbols', instruments_frame(listed))
     by_name = {i['symbol']: i for i in listed}
     problems = {s: symbol_problem(by_name.get(s)) for s in (symbols or cfg.data_download.symbols)}
     return [s for s, p in problems.items() if p is None], {s: p for s, p in problems.items() if p}
@@ -221,6 +303,7 @@ def has_grid_point(lo: int, hi: int, step: int) -> bool:
     "Whether some multiple of `step` lies in [lo, hi]."
     return -(-lo // step) * step <= hi
 
+
 def walk_pages(fetch, lo: int, hi: int, step: int):
     "Yield `(page, meta)` from `fetch(lo, hi) -> (ascending frame, meta)` until [lo, hi] is covered."
     todo = [(lo, hi)] if has_grid_point(lo, hi, step) else []
@@ -228,7 +311,8 @@ def walk_pages(fetch, lo: int, hi: int, step: int):
         a, b = todo.pop()
         page, meta = fetch(a, b)
         page = page[(page.timestamp >= a) & (page.timestamp <= b)]
-        if len(page) == 0: continue
+        if len(page) == 0:
+            continue
         yield page, meta
         first, last = int(page.timestamp.iloc[0]), int(page.timestamp.iloc[-1])
         # the older remainder is pushed last, so it is walked next: newest-to-oldest like Bybit's pages
@@ -239,16 +323,20 @@ def missing_ranges(stored_ms, lo: int, hi: int, step: int) -> list[tuple[int, in
     "Runs `(first, last)` of grid points in [lo, hi] with no stored timestamp, oldest first."
     grid = np.arange(-(-lo // step) * step, hi + 1, step, dtype=np.int64)
     idx = np.flatnonzero(~np.isin(grid, np.asarray(stored_ms, dtype=np.int64)))
-    if len(idx) == 0: return []
+    if len(idx) == 0:
+        return []
     cut = np.flatnonzero(np.diff(idx) > 1)
     return [(int(grid[s]), int(grid[e])) for s, e in zip(idx[np.r_[0, cut + 1]], idx[np.r_[cut, len(idx) - 1]])]
+
 
 def merge_ranges(ranges: list[tuple[int, int]], step: int, limit: int) -> list[tuple[int, int]]:
     "Merge consecutive ranges while the merged span holds at most `limit` grid points."
     out = []
     for a, b in ranges:
-        if out and (b - out[-1][0]) // step + 1 <= limit: out[-1] = (out[-1][0], b)
-        else: out.append((a, b))
+        if out and (b - out[-1][0]) // step + 1 <= limit:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
     return out
 
 # %% ../nbs/02_download.ipynb #43971578
@@ -256,52 +344,80 @@ def validate_candles(df: pd.DataFrame, step: int, source: str = 'candles') -> pd
     "Raise DataError unless `df` (timestamp ms + OHLCV) holds sane candles on the `step` grid."
     ohlcv = df[['open', 'high', 'low', 'close', 'volume']].to_numpy(dtype=np.float64)
     o, h, l, c, v = ohlcv.T
-    bad = {'non-numeric or missing values': ~np.isfinite(ohlcv).all(1),
-           'high/low not enclosing open and close, or prices <= 0': (h < np.maximum(o, c)) | (l > np.minimum(o, c)) | (l <= 0),
-           'negative volume': v < 0, f'open times off the {step // 60_000}-minute grid': df.timestamp.to_numpy() % step != 0}
+    bad = {
+        'non-numeric or missing values': ~np.isfinite(ohlcv).all(1),
+        'high/low not enclosing open and close, or prices <= 0': (h < np.maximum(o, c))
+        | (l > np.minimum(o, c))
+        | (l <= 0),
+        'negative volume': v < 0,
+        f'open times off the {step // 60_000}-minute grid': df.timestamp.to_numpy() % step != 0,
+    }
     for what, mask in bad.items():
         if mask.any():
             first = from_ms(int(df.timestamp.to_numpy()[np.argmax(mask)]))
-            raise DataError(f"{source}: {int(mask.sum())} rows with {what} (first at {first}); fix the data or the interval")
+            raise DataError(
+                f"{source}: {int(mask.sum())} rows with {what} (first at {first}); fix the data or the interval"
+            )
     return df
 
 # %% ../nbs/02_download.ipynb #b3dd5bff
 @dataclass
 class DownloadReport:
     "What a download left in the database: per-symbol coverage and holes, and per-symbol errors."
+
     gaps: pd.DataFrame
     errors: dict = field(default_factory=dict)
-    candles: int = 0   # candles written this run
-    funding: int = 0   # funding events written this run
+    candles: int = 0  # candles written this run
+    funding: int = 0  # funding events written this run
     requests: int = 0  # HTTP requests this run (retries included)
     seconds: float = 0.0
+
 
 def _stored_ms(db, table: str, symbol: str, lo: int, hi: int, interval: str | None = None) -> np.ndarray:
     "Stored epoch-ms timestamps of one symbol in [lo, hi] (plain ints: 100k rows through a DataFrame of Rows is slow)."
     cond = ' AND "interval" = :iv' if interval else ''
     with db.engine.connect() as c:
-        ms = c.execute(sa.text(f'SELECT "timestamp" FROM {table} WHERE symbol = :s AND "timestamp" BETWEEN :lo AND :hi{cond}'),
-                       dict(s=symbol, lo=int(lo), hi=int(hi), iv=interval)).scalars().all()
+        ms = (
+            c.execute(
+                sa.text(f'SELECT "timestamp" FROM {table} WHERE symbol = :s AND "timestamp" BETWEEN :lo AND :hi{cond}'),
+                dict(s=symbol, lo=int(lo), hi=int(hi), iv=interval),
+            )
+            .scalars()
+            .all()
+        )
     return np.array(ms, dtype=np.int64)
+
 
 def _launch_times(db) -> dict[str, int]:
     "Listing time per symbol from the `symbols` table (empty before `validate_symbols`)."
     with db.engine.connect() as c:
-        return {s: int(t) for s, t in c.execute(sa.text('SELECT symbol, launch_time FROM symbols WHERE launch_time IS NOT NULL'))}
+        return {
+            s: int(t)
+            for s, t in c.execute(sa.text('SELECT symbol, launch_time FROM symbols WHERE launch_time IS NOT NULL'))
+        }
 
 # %% ../nbs/02_download.ipynb #2f9851b6
 def gap_report(db, symbols, interval: str = '15', start=None, end=None) -> pd.DataFrame:
     "Per symbol: first and last stored candle in [start, end), count, and missing bars between them."
     step = interval_ms(interval)
     lo, hi = (0 if start is None else int(to_ms(start))), (2**62 if end is None else int(to_ms(end)) - 1)
-    sql = sa.text('SELECT MIN("timestamp"), MAX("timestamp"), COUNT(*) FROM raw_market_data '
-                  'WHERE symbol = :s AND "interval" = :iv AND "timestamp" BETWEEN :lo AND :hi')
+    sql = sa.text(
+        'SELECT MIN("timestamp"), MAX("timestamp"), COUNT(*) FROM raw_market_data '
+        'WHERE symbol = :s AND "interval" = :iv AND "timestamp" BETWEEN :lo AND :hi'
+    )
     rows = []
     with db.engine.connect() as c:
         for s in symbols:
             first, last, n = c.execute(sql, dict(s=s, iv=str(interval), lo=lo, hi=hi)).one()
-            rows.append(dict(symbol=s, first=pd.NaT if n == 0 else from_ms(first), last=pd.NaT if n == 0 else from_ms(last),
-                             count=int(n), missing=0 if n == 0 else int((last - first) // step + 1 - n)))
+            rows.append(
+                dict(
+                    symbol=s,
+                    first=pd.NaT if n == 0 else from_ms(first),
+                    last=pd.NaT if n == 0 else from_ms(last),
+                    count=int(n),
+                    missing=0 if n == 0 else int((last - first) // step + 1 - n),
+                )
+            )
     return pd.DataFrame(rows, columns=['symbol', 'first', 'last', 'count', 'missing'])
 
 # %% ../nbs/02_download.ipynb #cc3b1dcd
@@ -313,17 +429,20 @@ def _time_range(start, end, days: int, step: int) -> tuple[int, int, int]:
     hi = min(end_ms - 1, now - step)  # an open time > now - step belongs to a candle still open
     return -(-lo // step) * step, hi // step * step, end_ms - 1
 
+
 def _download_klines(client, db, symbol, interval, ranges, stored, step, advance, stop) -> int:
     "Walk the missing ranges of one symbol, upserting each page's new, closed, checked candles."
     n = 0
     for a, b in ranges:
         for page, server_now in walk_pages(lambda x, y: client.klines(symbol, interval, x, y), a, b, step):
-            if stop.is_set(): return n
+            if stop.is_set():
+                return n
             new = page[(page.timestamp + step <= min(server_now, time.time() * 1000)) & ~page.timestamp.isin(stored)]
             validate_candles(new, step, f"Bybit {symbol} {interval}")
             n += db.upsert('raw_market_data', new.assign(symbol=symbol, interval=interval))
             advance(len(new))
     return n
+
 
 def _download_funding(client, db, symbol, lo, hi, stop) -> int:
     "Fetch funding events of one symbol missing before the first or after the last stored one."
@@ -331,7 +450,8 @@ def _download_funding(client, db, symbol, lo, hi, stop) -> int:
     ranges = [(lo, hi)] if len(ts) == 0 else [(lo, int(ts.min()) - 1), (int(ts.max()) + 1, hi)]
     for a, b in ranges:
         for page, _ in walk_pages(lambda x, y: client.funding(symbol, x, y), a, b, grid):
-            if stop.is_set(): return n
+            if stop.is_set():
+                return n
             n += db.upsert('funding_rates', page.assign(symbol=symbol))
     return n
 
@@ -342,74 +462,123 @@ def _plan(db, symbol: str, interval: str, lo: int, hi: int, step: int):
     ranges = missing_ranges(stored, lo, hi, step)
     return lo, merge_ranges(ranges, step, BYBIT['kline_limit']), stored, sum((b - a) // step + 1 for a, b in ranges)
 
+
 def _collect(futures: dict, report: DownloadReport):
     "Add up finished tasks; the first domain error of a symbol goes to `report.errors`."
     for fut in as_completed(futures):
-        try: kind, n = fut.result()
-        except CryptoTFTError as e: report.errors.setdefault(futures[fut], str(e)); continue
+        try:
+            kind, n = fut.result()
+        except CryptoTFTError as e:
+            report.errors.setdefault(futures[fut], str(e))
+            continue
         setattr(report, kind, getattr(report, kind) + n)
 
-def download(cfg: Config, db, symbols, interval: str = '15', start=None, end=None, days: int | None = None,
-             client: BybitClient | None = None, progress: bool = True) -> DownloadReport:
+
+def download(
+    cfg: Config,
+    db,
+    symbols,
+    interval: str = '15',
+    start=None,
+    end=None,
+    days: int | None = None,
+    client: BybitClient | None = None,
+    progress: bool = True,
+) -> DownloadReport:
     "Download missing candles and funding of `symbols` into `db` (incremental, resumable); report gaps and errors."
     step, t0 = interval_ms(interval), time.perf_counter()
     symbols = [symbols] if isinstance(symbols, str) else list(symbols)
     client = client or BybitClient(cfg.bybit)
-    r0, (lo, hi, fund_hi) = getattr(client, 'requests', 0), _time_range(start, end, days or cfg.data_download.days, step)
+    r0, (lo, hi, fund_hi) = (
+        getattr(client, 'requests', 0),
+        _time_range(start, end, days or cfg.data_download.days, step),
+    )
     db.init_db()
     launch = _launch_times(db)
     plans = {s: _plan(db, s, interval, max(lo, -(-launch.get(s, 0) // step) * step), hi, step) for s in symbols}
     report, stop = DownloadReport(gaps=pd.DataFrame()), threading.Event()
-    total = tqdm(total=sum(p[3] for p in plans.values()), desc='all symbols', unit='candle', disable=not progress, position=0)
+    total = tqdm(
+        total=sum(p[3] for p in plans.values()), desc='all symbols', unit='candle', disable=not progress, position=0
+    )
 
     def candles(i, s):
         s_lo, ranges, stored, todo = plans[s]
         with tqdm(total=todo, desc=s, unit='candle', disable=not progress, position=i + 1, leave=False) as bar:
-            def advance(n): bar.update(n); total.update(n)
+
+            def advance(n):
+                bar.update(n)
+                total.update(n)
+
             return 'candles', _download_klines(client, db, s, interval, ranges, stored, step, advance, stop)
 
     with ThreadPoolExecutor(max(1, cfg.bybit.max_concurrency)) as pool:
         # candles first, funding (independent of them) queued behind, so it fills the tail of the run
         futures = {pool.submit(candles, i, s): s for i, s in enumerate(symbols)}
-        futures.update({pool.submit(lambda s: ('funding', _download_funding(client, db, s, plans[s][0], fund_hi, stop)), s): s
-                        for s in symbols})
-        try: _collect(futures, report)
+        futures.update(
+            {
+                pool.submit(lambda s: ('funding', _download_funding(client, db, s, plans[s][0], fund_hi, stop)), s): s
+                for s in symbols
+            }
+        )
+        try:
+            _collect(futures, report)
         except BaseException:  # ctrl-c: running threads stop after their current page; what is stored is whole
-            stop.set(); pool.shutdown(cancel_futures=True)
+            stop.set()
+            pool.shutdown(cancel_futures=True)
             raise
-        finally: total.close()
+        finally:
+            total.close()
     report.gaps = gap_report(db, symbols, interval, from_ms(lo), from_ms(hi + step))
     report.requests, report.seconds = getattr(client, 'requests', 0) - r0, time.perf_counter() - t0
     return report
 
 # %% ../nbs/02_download.ipynb #0677d741
-_ALIASES = {'timestamp': ('timestamp', 'open_time', 'opentime', 'start_time', 'starttime', 'start', 'time', 'date', 'datetime'),
-            'open': ('open', 'o'), 'high': ('high', 'h'), 'low': ('low', 'l'), 'close': ('close', 'c'),
-            'volume': ('volume', 'vol', 'v'), 'turnover': ('turnover', 'quote_volume', 'quote_asset_volume', 'quote_av')}
-_POSITIONAL = {12: ['timestamp', 'open', 'high', 'low', 'close', 'volume', 'close_time', 'turnover'],
-               7: KLINE_COLUMNS, 6: KLINE_COLUMNS[:6]}
+_ALIASES = {
+    'timestamp': ('timestamp', 'open_time', 'opentime', 'start_time', 'starttime', 'start', 'time', 'date', 'datetime'),
+    'open': ('open', 'o'),
+    'high': ('high', 'h'),
+    'low': ('low', 'l'),
+    'close': ('close', 'c'),
+    'volume': ('volume', 'vol', 'v'),
+    'turnover': ('turnover', 'quote_volume', 'quote_asset_volume', 'quote_av'),
+}
+_POSITIONAL = {
+    12: ['timestamp', 'open', 'high', 'low', 'close', 'volume', 'close_time', 'turnover'],
+    7: KLINE_COLUMNS,
+    6: KLINE_COLUMNS[:6],
+}
+
 
 def epoch_ms(values) -> np.ndarray:
     "Epoch seconds / ms / µs / ns numbers, or date strings, -> int64 epoch ms."
     v = pd.Series(values)
-    if not pd.api.types.is_numeric_dtype(v): return to_ms(v)
+    if not pd.api.types.is_numeric_dtype(v):
+        return to_ms(v)
     x = v.to_numpy(dtype=np.float64)
     scale = {0: 1000.0, 1: 1.0, 2: 1e-3, 3: 1e-6}[int(np.searchsorted([1e11, 1e14, 1e17], np.nanmedian(np.abs(x))))]
     return np.round(x * scale).astype(np.int64)
 
+
 def _is_number(s: str) -> bool:
-    try: float(s); return True
-    except ValueError: return False
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
 
 # %% ../nbs/02_download.ipynb #486675ea
 def read_kline_file(path) -> pd.DataFrame:
     "A kline CSV or Parquet file -> frame with our column names (by header, else by position)."
     p = Path(path)
-    if not p.exists(): raise DataError(f"{p} does not exist")
-    if p.suffix == '.parquet': raw = pd.read_parquet(p)
+    if not p.exists():
+        raise DataError(f"{p} does not exist")
+    if p.suffix == '.parquet':
+        raw = pd.read_parquet(p)
     else:
-        with p.open() as fh: first = fh.readline().strip()
-        if not first: raise DataError(f"{p} is empty")
+        with p.open() as fh:
+            first = fh.readline().strip()
+        if not first:
+            raise DataError(f"{p} is empty")
         header = not _is_number(first.split(',')[0].strip().strip('"'))
         raw = pd.read_csv(p, header=0 if header else None)
     if all(isinstance(c, str) for c in raw.columns):
@@ -418,10 +587,14 @@ def read_kline_file(path) -> pd.DataFrame:
         raw = raw.rename(columns={c: alias[n] for c, n in names.items() if n in alias})
     elif raw.shape[1] in _POSITIONAL or raw.shape[1] > 12:
         layout = _POSITIONAL.get(raw.shape[1], _POSITIONAL[12])
-        raw = raw.iloc[:, :len(layout)].set_axis(layout, axis=1)
+        raw = raw.iloc[:, : len(layout)].set_axis(layout, axis=1)
     need = [c for c in KLINE_COLUMNS[:6] if c not in raw.columns]
-    if need: raise DataError(f"{p}: cannot find column(s) {need}; expected a header with timestamp/open/high/low/close/volume or Bybit/Binance column order")
+    if need:
+        raise DataError(
+            f"{p}: cannot find column(s) {need}; expected a header with timestamp/open/high/low/close/volume or Bybit/Binance column order"
+        )
     return raw
+
 
 def import_csv(db, path, symbol: str, interval: str = '15') -> int:
     "Import a Bybit/Binance kline CSV (or Parquet) file of one symbol; returns the number of candles written."

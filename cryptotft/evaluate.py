@@ -27,12 +27,14 @@ __all__ = ['BARS_PER_DAY', 'accuracy', 'win_rate', 'REGRESSION_METRICS', 'CLASSI
 # %% ../nbs/08_evaluate.ipynb #666734c8
 BARS_PER_DAY = 96  # 15-minute bars: the bootstrap block is one day
 
+
 def block_bootstrap_indices(n: int, n_boot: int = 500, block: int = BARS_PER_DAY, seed: int = 0) -> np.ndarray:
     "Circular moving-block bootstrap: (n_boot, n) row indices made of `block`-long runs."
     rng = np.random.default_rng(seed)
     block = max(1, min(int(block), n))
     starts = rng.integers(0, n, (n_boot, -(-n // block)))
     return ((starts[:, :, None] + np.arange(block)) % n).reshape(n_boot, -1)[:, :n]
+
 
 def bootstrap_weights(n: int, n_boot: int = 500, block: int = BARS_PER_DAY, seed: int = 0) -> np.ndarray:
     "How often each of `n` rows is drawn in each resample: (n_boot, n) float64 counts."
@@ -43,6 +45,7 @@ def bootstrap_weights(n: int, n_boot: int = 500, block: int = BARS_PER_DAY, seed
 # %% ../nbs/08_evaluate.ipynb #1fbc4c73
 class SideSample(NamedTuple):
     "Realised labels `y`, scores `p` and the panel cell (row = timestamp, col = symbol) of each."
+
     y: np.ndarray
     p: np.ndarray
     row: np.ndarray
@@ -50,11 +53,13 @@ class SideSample(NamedTuple):
     n_rows: int
     n_cols: int
 
+
 def panel_index(timestamps, symbols) -> tuple[np.ndarray, np.ndarray, int, int]:
     "Row (timestamp) and column (symbol) number of every record, plus the panel's shape."
     rows, row = np.unique(to_ms(timestamps), return_inverse=True)
     cols, col = np.unique(np.asarray(symbols, dtype=str), return_inverse=True)
     return row, col, len(rows), len(cols)
+
 
 def side_sample(y, p, row, col, n_rows, n_cols) -> SideSample:
     "The cells where both the label `y` and the score `p` are known."
@@ -68,17 +73,26 @@ def _wsum(W, s: SideSample, v) -> np.ndarray:
     v = np.broadcast_to(np.asarray(v, np.float64), s.row.shape)
     return W @ np.bincount(s.row, weights=v, minlength=s.n_rows)
 
+
 def _ratio(a, b) -> np.ndarray:
     "a / b, NaN where b is 0."
-    with np.errstate(divide='ignore', invalid='ignore'): return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
 
-def mae(W, s): return _ratio(_wsum(W, s, np.abs(s.y - s.p)), _wsum(W, s, 1.0))
-def rmse(W, s): return np.sqrt(_ratio(_wsum(W, s, (s.y - s.p) ** 2), _wsum(W, s, 1.0)))
+
+def mae(W, s):
+    return _ratio(_wsum(W, s, np.abs(s.y - s.p)), _wsum(W, s, 1.0))
+
+
+def rmse(W, s):
+    return np.sqrt(_ratio(_wsum(W, s, (s.y - s.p) ** 2), _wsum(W, s, 1.0)))
+
 
 def r2(W, s):
     "Coefficient of determination 1 - SSE / SST."
-    n, sy, syy, sse = (_wsum(W, s, v) for v in (1.0, s.y, s.y ** 2, (s.y - s.p) ** 2))
-    return 1 - _ratio(sse, syy - _ratio(sy ** 2, n))
+    n, sy, syy, sse = (_wsum(W, s, v) for v in (1.0, s.y, s.y**2, (s.y - s.p) ** 2))
+    return 1 - _ratio(sse, syy - _ratio(sy**2, n))
+
 
 def direction_accuracy(W, s):
     "Share of cells where the score and the realised return agree on 'positive'."
@@ -90,11 +104,25 @@ def _counts(W, s):
     d, pos = s.p > 0, s.y > 0
     return _wsum(W, s, d & pos), _wsum(W, s, d), _wsum(W, s, pos)
 
-def precision(W, s): tp, d, _ = _counts(W, s); return _ratio(tp, d)
-def recall(W, s): tp, _, pos = _counts(W, s); return _ratio(tp, pos)
-def f1(W, s): tp, d, pos = _counts(W, s); return _ratio(2 * tp, d + pos)
+
+def precision(W, s):
+    tp, d, _ = _counts(W, s)
+    return _ratio(tp, d)
+
+
+def recall(W, s):
+    tp, _, pos = _counts(W, s)
+    return _ratio(tp, pos)
+
+
+def f1(W, s):
+    tp, d, pos = _counts(W, s)
+    return _ratio(2 * tp, d + pos)
+
+
 accuracy = direction_accuracy
 win_rate = precision  # the same number under its trading name: wins among the trades taken
+
 
 def avg_trade(W, s):
     "Mean realised return (percent) of the trades the model would take."
@@ -109,7 +137,7 @@ def auc(W, s, max_cells: int = 20_000_000):
     end = np.r_[start[1:], len(p)].astype(int)
     out, step = [], max(1, max_cells // max(len(p), 1))
     for b in range(0, len(W), step):  # chunks of resamples, each chunk vectorized
-        w = W[b:b + step][:, row]                                       # (b, cells) sorted by score
+        w = W[b : b + step][:, row]  # (b, cells) sorted by score
         cpos = np.pad(np.cumsum(w * pos, 1), ((0, 0), (1, 0)))
         cneg = np.pad(np.cumsum(w * ~pos, 1), ((0, 0), (1, 0)))
         pairs = (cpos[:, end] - cpos[:, start]) * (cneg[:, start] + 0.5 * (cneg[:, end] - cneg[:, start]))
@@ -123,6 +151,7 @@ def _panel(s: SideSample, v) -> np.ndarray:
     m[s.row, s.col] = v
     return m
 
+
 def _corr_rows(X, Y) -> np.ndarray:
     "Pearson correlation of each row of X and Y over cells present in both (NaN if < 3 or constant)."
     m = np.isfinite(X) & np.isfinite(Y)
@@ -130,13 +159,15 @@ def _corr_rows(X, Y) -> np.ndarray:
     with np.errstate(invalid='ignore', divide='ignore'):
         xc = np.where(m, X - np.nanmean(np.where(m, X, np.nan), 1, keepdims=True), 0.0)
         yc = np.where(m, Y - np.nanmean(np.where(m, Y, np.nan), 1, keepdims=True), 0.0)
-        r = (xc * yc).sum(1) / np.sqrt((xc ** 2).sum(1) * (yc ** 2).sum(1))
-    flat = (np.nanmax(np.where(m, X, -np.inf), 1) == np.nanmin(np.where(m, X, np.inf), 1))
+        r = (xc * yc).sum(1) / np.sqrt((xc**2).sum(1) * (yc**2).sum(1))
+    flat = np.nanmax(np.where(m, X, -np.inf), 1) == np.nanmin(np.where(m, X, np.inf), 1)
     return np.where((n >= 3) & ~flat, r, np.nan)
+
 
 def _ic_time(W, X, Y):
     r = _corr_rows(X, Y)
     return _ratio(W @ np.nan_to_num(r), W @ np.isfinite(r))
+
 
 def _ic_symbol(W, X, Y):
     "Correlation per symbol from resampled sums, averaged over symbols."
@@ -144,27 +175,45 @@ def _ic_symbol(W, X, Y):
     x, y = np.where(m, X, 0.0), np.where(m, Y, 0.0)
     n, sx, sy, sxx, syy, sxy = (W @ a for a in (m * 1.0, x, y, x * x, y * y, x * y))  # (B, symbols)
     with np.errstate(invalid='ignore', divide='ignore'):
-        r = (sxy - sx * sy / n) / np.sqrt((sxx - sx ** 2 / n) * (syy - sy ** 2 / n))
+        r = (sxy - sx * sy / n) / np.sqrt((sxx - sx**2 / n) * (syy - sy**2 / n))
     flat = np.nanmax(np.where(m, X, -np.inf), 0) == np.nanmin(np.where(m, X, np.inf), 0)
     r = np.where((n >= 3) & ~flat, r, np.nan)
     return _ratio(np.nansum(r, 1), np.isfinite(r).sum(1))
 
+
 def _ranks(X, axis):
     return pd.DataFrame(X).rank(axis=axis).to_numpy()
 
-def ic_time(W, s): return _ic_time(W, _panel(s, s.p), _panel(s, s.y))
-def rank_ic_time(W, s): return _ic_time(W, _ranks(_panel(s, s.p), 1), _ranks(_panel(s, s.y), 1))
-def ic_symbol(W, s): return _ic_symbol(W, _panel(s, s.p), _panel(s, s.y))
-def rank_ic_symbol(W, s): return _ic_symbol(W, _ranks(_panel(s, s.p), 0), _ranks(_panel(s, s.y), 0))
+
+def ic_time(W, s):
+    return _ic_time(W, _panel(s, s.p), _panel(s, s.y))
+
+
+def rank_ic_time(W, s):
+    return _ic_time(W, _ranks(_panel(s, s.p), 1), _ranks(_panel(s, s.y), 1))
+
+
+def ic_symbol(W, s):
+    return _ic_symbol(W, _panel(s, s.p), _panel(s, s.y))
+
+
+def rank_ic_symbol(W, s):
+    return _ic_symbol(W, _ranks(_panel(s, s.p), 0), _ranks(_panel(s, s.y), 0))
 
 # %% ../nbs/08_evaluate.ipynb #7c052ab7
 REGRESSION_METRICS = {'mae': mae, 'rmse': rmse, 'r2': r2, 'direction_accuracy': direction_accuracy}
 CLASSIFICATION_METRICS = {'accuracy': accuracy, 'precision': precision, 'recall': recall, 'f1': f1, 'auc': auc}
 TRADE_METRICS = {'win_rate': win_rate, 'avg_trade': avg_trade}
-IC_METRICS = {'ic_time': ic_time, 'rank_ic_time': rank_ic_time, 'ic_symbol': ic_symbol, 'rank_ic_symbol': rank_ic_symbol}
+IC_METRICS = {
+    'ic_time': ic_time,
+    'rank_ic_time': rank_ic_time,
+    'ic_symbol': ic_symbol,
+    'rank_ic_symbol': rank_ic_symbol,
+}
 LOWER_IS_BETTER = {'mae', 'rmse'}
 NO_SKILL = {'auc': 0.5, 'ic_time': 0.0, 'rank_ic_time': 0.0, 'ic_symbol': 0.0, 'rank_ic_symbol': 0.0}
 DECISION_ONLY = ('always_long', 'always_short')
+
 
 def task_metrics(task: str) -> dict:
     "The metrics reported for a task (regression also gets the decision metrics of its sign)."
@@ -177,9 +226,11 @@ def to_score(pred, task: str) -> np.ndarray:
     "Predicted return (regression) or probability - 0.5 (classification): > 0 means 'take the trade'."
     return np.asarray(pred, np.float64) - (0.5 if task == 'classification' else 0.0)
 
+
 def _summarize(v, ref, metric) -> dict:
     "Value, interval, paired difference to the reference and its interval for one metric."
-    if ref is None or not np.isfinite(ref[0]): ref = np.full_like(v, NO_SKILL.get(metric, np.nan))
+    if ref is None or not np.isfinite(ref[0]):
+        ref = np.full_like(v, NO_SKILL.get(metric, np.nan))
     d = v - ref
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # all-NaN resamples of a metric without value
@@ -188,8 +239,16 @@ def _summarize(v, ref, metric) -> dict:
     better = (dhi < 0) if metric in LOWER_IS_BETTER else (dlo > 0)
     return dict(value=v[0], lo=lo, hi=hi, diff=d[0], diff_lo=dlo, diff_hi=dhi, beats_reference=bool(better))
 
-def metrics_table(frame: pd.DataFrame, predictions: dict, task: str = 'regression', n_boot: int = 500,
-                  block: int = BARS_PER_DAY, seed: int = 0, reference: str = 'zero') -> pd.DataFrame:
+
+def metrics_table(
+    frame: pd.DataFrame,
+    predictions: dict,
+    task: str = 'regression',
+    n_boot: int = 500,
+    block: int = BARS_PER_DAY,
+    seed: int = 0,
+    reference: str = 'zero',
+) -> pd.DataFrame:
     "Every metric of every predictor and side with block-bootstrap 95% intervals and the paired difference to `reference`."
     row, col, n_rows, n_cols = panel_index(frame['timestamp'], frame['symbol'])
     W = np.vstack([np.ones(n_rows), bootstrap_weights(n_rows, n_boot, block, seed)])
@@ -199,74 +258,115 @@ def metrics_table(frame: pd.DataFrame, predictions: dict, task: str = 'regressio
         for k, side in enumerate(SIDES):
             s = side_sample(frame[f'{side}_return'], score[:, k], row, col, n_rows, n_cols)
             for m, fn in task_metrics(task).items():
-                if name in DECISION_ONLY and (m in IC_METRICS or m in ('mae', 'rmse', 'r2')): continue
+                if name in DECISION_ONLY and (m in IC_METRICS or m in ('mae', 'rmse', 'r2')):
+                    continue
                 values[name, side, m] = fn(W, s)
-    rows = [dict(predictor=n, side=sd, metric=m, **_summarize(v, values.get((reference, sd, m)), m))
-            for (n, sd, m), v in values.items()]
+    rows = [
+        dict(predictor=n, side=sd, metric=m, **_summarize(v, values.get((reference, sd, m)), m))
+        for (n, sd, m), v in values.items()
+    ]
     return pd.DataFrame(rows)
 
 # %% ../nbs/08_evaluate.ipynb #ca38696f
 def constant_baselines(y_train: np.ndarray, n: int, task: str = 'regression') -> dict:
     "zero, train_mean, always_long and always_short predictions, (n, 2) each."
     y_train = np.asarray(y_train, np.float64)
-    mean = np.nanmean(y_train > 0, 0) * np.isfinite(y_train).any(0) if task == 'classification' else np.nanmean(y_train, 0)
+    mean = (
+        np.nanmean(y_train > 0, 0) * np.isfinite(y_train).any(0) if task == 'classification' else np.nanmean(y_train, 0)
+    )
     neutral, big = (0.5, 0.5) if task == 'classification' else (0.0, 1e6)
     long_ = (1.0, 0.0) if task == 'classification' else (big, -big)
-    return {'zero': np.full((n, 2), neutral), 'train_mean': np.tile(mean, (n, 1)),
-            'always_long': np.tile(long_, (n, 1)), 'always_short': np.tile(long_[::-1], (n, 1))}
+    return {
+        'zero': np.full((n, 2), neutral),
+        'train_mean': np.tile(mean, (n, 1)),
+        'always_long': np.tile(long_, (n, 1)),
+        'always_short': np.tile(long_[::-1], (n, 1)),
+    }
+
 
 def lightgbm_baseline(X_train, y_train, X_test, task: str = 'regression', seed: int = 0, **params) -> np.ndarray:
     "LightGBM per side on tabular features: (n_test, 2) predicted returns or probabilities."
     import lightgbm as lgb
-    kw = dict(n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=100, subsample=0.8,
-              subsample_freq=1, colsample_bytree=0.8, random_state=seed, n_jobs=2, verbose=-1) | params
+
+    kw = (
+        dict(
+            n_estimators=200,
+            learning_rate=0.05,
+            num_leaves=15,
+            min_child_samples=100,
+            subsample=0.8,
+            subsample_freq=1,
+            colsample_bytree=0.8,
+            random_state=seed,
+            n_jobs=2,
+            verbose=-1,
+        )
+        | params
+    )
     X_train, X_test, y_train = (np.asarray(a, np.float64) for a in (X_train, X_test, y_train))
     out = np.empty((len(X_test), 2))
     for k in range(2):
         ok = np.isfinite(y_train[:, k])
         if task == 'classification':
             out[:, k] = lgb.LGBMClassifier(**kw).fit(X_train[ok], y_train[ok, k] > 0).predict_proba(X_test)[:, 1]
-        else: out[:, k] = lgb.LGBMRegressor(**kw).fit(X_train[ok], y_train[ok, k]).predict(X_test)
+        else:
+            out[:, k] = lgb.LGBMRegressor(**kw).fit(X_train[ok], y_train[ok, k]).predict(X_test)
     return out
 
 # %% ../nbs/08_evaluate.ipynb #11b01c15
 def predict_windows(model, ds, ends, task: str = 'regression', batch_size: int = 1024) -> np.ndarray:
     "The model's 'prediction' for the windows of `ds` ending at `ends` (the trainer's own tf.data gather)."
     from cryptotft.train import predict_windows as _predict
-    if len(ends) == 0: return np.zeros((0, 2))
+
+    if len(ends) == 0:
+        return np.zeros((0, 2))
     return _predict(model, ds, np.asarray(ends), batch_size, task).astype(np.float64)
+
 
 def point_forecast(pred, quantiles=(0.1, 0.5, 0.9)) -> np.ndarray:
     "(n, 2) median quantile of a (n, 2, Q) regression output; classification (n, 2) probabilities unchanged."
     pred = np.asarray(pred, np.float64)
     return pred[:, :, int(np.argmin(np.abs(np.asarray(quantiles) - 0.5)))] if pred.ndim == 3 else pred
 
+
 def eval_frame(ds, ends) -> pd.DataFrame:
     "symbol, timestamp and the two return labels of the windows ending at `ends`."
     ret = ds.labels[ends][:, [list(ds.label_names).index(c) for c in ('buy_return', 'sell_return')]]
-    return pd.DataFrame({'symbol': np.asarray(ds.symbols)[ds.symbol_id[ends]], 'timestamp': from_ms(ds.timestamps[ends]),
-                         'buy_return': ret[:, 0].astype(np.float64), 'sell_return': ret[:, 1].astype(np.float64)})
+    return pd.DataFrame(
+        {
+            'symbol': np.asarray(ds.symbols)[ds.symbol_id[ends]],
+            'timestamp': from_ms(ds.timestamps[ends]),
+            'buy_return': ret[:, 0].astype(np.float64),
+            'sell_return': ret[:, 1].astype(np.float64),
+        }
+    )
 
 # %% ../nbs/08_evaluate.ipynb #1d4a7bd9
-def baseline_predictions(ds, train_ends, eval_ends, task: str = 'regression', max_train: int = 200_000, seed: int = 0) -> dict:
+def baseline_predictions(
+    ds, train_ends, eval_ends, task: str = 'regression', max_train: int = 200_000, seed: int = 0
+) -> dict:
     "Constant baselines and LightGBM on the last bar's features, for the windows ending at `eval_ends`."
     ret_cols = [list(ds.label_names).index(c) for c in ('buy_return', 'sell_return')]
-    train_ends = np.asarray(train_ends)[::max(1, -(-len(train_ends) // max_train))]
+    train_ends = np.asarray(train_ends)[:: max(1, -(-len(train_ends) // max_train))]
     y_train = ds.labels[train_ends][:, ret_cols].astype(np.float64)
     preds = constant_baselines(y_train, len(eval_ends), task)
     preds['lightgbm'] = lightgbm_baseline(ds.features[train_ends], y_train, ds.features[eval_ends], task, seed)
     return preds
 
-def evaluate_split(ds, train_ends, eval_ends, model_pred=None, task: str = 'regression', n_boot: int = 500,
-                   seed: int = 0, **kw) -> pd.DataFrame:
+
+def evaluate_split(
+    ds, train_ends, eval_ends, model_pred=None, task: str = 'regression', n_boot: int = 500, seed: int = 0, **kw
+) -> pd.DataFrame:
     "The metrics table of the model (when given) next to all baselines on the windows ending at `eval_ends`."
-    preds = ({'model': np.asarray(model_pred)} if model_pred is not None else {}) | \
-        baseline_predictions(ds, train_ends, eval_ends, task, seed=seed)
+    preds = ({'model': np.asarray(model_pred)} if model_pred is not None else {}) | baseline_predictions(
+        ds, train_ends, eval_ends, task, seed=seed
+    )
     return metrics_table(eval_frame(ds, eval_ends), preds, task, n_boot=n_boot, seed=seed, **kw)
 
 # %% ../nbs/08_evaluate.ipynb #66239163
 class RunArtifacts(NamedTuple):
     "What evaluation needs from a run folder."
+
     run_id: str
     run_dir: Path
     model: object
@@ -275,18 +375,23 @@ class RunArtifacts(NamedTuple):
     task: str
     quantiles: tuple
 
+
 def _snapshot_path(run_dir: Path, meta: dict) -> Path:
     "The dataset snapshot of a run (run.json names it; `load_run` resolves it)."
     path = Path(meta.get('dataset_path') or run_dir / meta.get('dataset', 'dataset.npz'))
-    if not path.exists(): raise DataError(f"run folder {run_dir} holds no dataset snapshot {path.name}: re-run `cryptotft train`")
+    if not path.exists():
+        raise DataError(f"run folder {run_dir} holds no dataset snapshot {path.name}: re-run `cryptotft train`")
     return path
+
 
 def load_run_artifacts(cfg: Config, run_id: str, runs_dir='runs') -> RunArtifacts:
     "Model, metadata, dataset snapshot, task and quantiles of `runs_dir/run_id`."
     from cryptotft.train import load_run
     from cryptotft.dataset import load_dataset
+
     run_dir = Path(runs_dir) / run_id
-    if not run_dir.is_dir(): raise DataError(f"run folder {run_dir} does not exist: train a model first or check --runs-dir")
+    if not run_dir.is_dir():
+        raise DataError(f"run folder {run_dir} does not exist: train a model first or check --runs-dir")
     model, meta = load_run(run_dir)
     ds = load_dataset(_snapshot_path(run_dir, meta))
     task = meta.get('task') or cfg.training.task
@@ -296,10 +401,12 @@ def load_run_artifacts(cfg: Config, run_id: str, runs_dir='runs') -> RunArtifact
 # %% ../nbs/08_evaluate.ipynb #78512248
 HEADLINE = ('r2', 'direction_accuracy', 'auc', 'win_rate', 'rank_ic_time', 'rank_ic_symbol')
 
+
 def plot_metrics(table: pd.DataFrame, path=None, metrics=HEADLINE):
     "Point estimates with 95% intervals of the headline metrics, one panel per metric (seaborn)."
     import matplotlib.pyplot as plt
     import seaborn as sns
+
     t = table[table['metric'].isin(metrics) & table['value'].notna()]
     ms = [m for m in metrics if m in set(t['metric'])]
     fig, axes = plt.subplots(1, max(len(ms), 1), figsize=(3.2 * max(len(ms), 1), 3.2), squeeze=False)
@@ -309,10 +416,14 @@ def plot_metrics(table: pd.DataFrame, path=None, metrics=HEADLINE):
         for i, (_, r) in enumerate(d.iterrows()):
             y = list(dict.fromkeys(d['predictor'])).index(r['predictor']) + (-0.2 if r['side'] == 'buy' else 0.2)
             ax.plot([r['lo'], r['hi']], [y, y], color='C0' if r['side'] == 'buy' else 'C1')
-        ax.set_title(m); ax.set_ylabel('')
+        ax.set_title(m)
+        ax.set_ylabel('')
     fig.tight_layout()
-    if path: fig.savefig(path, dpi=100); plt.close(fig)
+    if path:
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
     return fig
+
 
 def evaluate_run(cfg: Config, run_id: str, runs_dir='runs', db=None, n_boot: int = 500) -> pd.DataFrame:
     "Metrics table (test split and walk-forward folds) of a run next to its baselines; writes metrics.* and metrics.png."
@@ -328,16 +439,28 @@ def evaluate_run(cfg: Config, run_id: str, runs_dir='runs', db=None, n_boot: int
     table.to_csv(art.run_dir / 'metrics.csv', index=False)
     (art.run_dir / 'metrics.json').write_text(table.to_json(orient='records', indent=1))
     plot_metrics(table[table['split'] == 'test'], art.run_dir / 'metrics.png')
-    if db is not None: _record_metrics(db, art, table)
+    if db is not None:
+        _record_metrics(db, art, table)
     return table
+
 
 def _record_metrics(db, art: RunArtifacts, table: pd.DataFrame):
     "Store the model's test metrics in its model_metadata row (when the run is recorded there)."
     runs = db.read_runs()
     row = runs[runs['run_id'] == art.run_id]
-    if not len(row): return
+    if not len(row):
+        return
     r = row.iloc[0]
     mt = table[(table['predictor'] == 'model') & (table['split'] == 'test')]
     metrics = {**r['metrics'], 'test': {f"{s}_{m}": v for s, m, v in zip(mt['side'], mt['metric'], mt['value'])}}
-    db.record_run(art.run_id, r['task'], r['status'], r['symbols'].split(','), r['data_start'], r['data_end'],
-                  r['config'], metrics, r['artifacts'])
+    db.record_run(
+        art.run_id,
+        r['task'],
+        r['status'],
+        r['symbols'].split(','),
+        r['data_start'],
+        r['data_end'],
+        r['config'],
+        metrics,
+        r['artifacts'],
+    )

@@ -24,9 +24,11 @@ __all__ = ['FEATURES', 'FEATURE_NAMES', 'WARMUP_BARS', 'MODEL_FEATURES', 'MODEL_
 # %% ../nbs/03_indicators.ipynb #dd169b93
 class Feature(NamedTuple):
     "One indicator column: its group, a one-line definition, and how `model_features` encodes it."
+
     group: str
     definition: str
     model: str = 'free'
+
 
 _F = Feature
 FEATURES: dict[str, Feature] = {
@@ -85,13 +87,17 @@ FEATURE_NAMES = list(FEATURES)
 # %% ../nbs/03_indicators.ipynb #d95da6cd
 WARMUP_BARS = 288  # rows at each segment start whose values are not yet history-independent
 
+
 def segment_ids(timestamps: pd.Series, interval: str = '15') -> np.ndarray:
     "Number each contiguous run of bars (0, 1, ...); a step other than one bar starts a new segment."
     ms = pd.DatetimeIndex(timestamps).as_unit('ms').asi8
     step = np.diff(ms)
     if (step <= 0).any():
-        raise DataError("candles are unsorted or have duplicate timestamps: sort by timestamp and drop duplicates first")
+        raise DataError(
+            "candles are unsorted or have duplicate timestamps: sort by timestamp and drop duplicates first"
+        )
     return np.concatenate([[0], np.cumsum(step != interval_ms(interval))]).astype(np.int64)
+
 
 def warmup_mask(segments: np.ndarray) -> np.ndarray:
     "True on the first `WARMUP_BARS` rows of every segment."
@@ -103,13 +109,16 @@ def warmup_mask(segments: np.ndarray) -> np.ndarray:
 def _rolling_sum(x: np.ndarray, n: int) -> np.ndarray:
     "Trailing n-bar sum, NaN for the first n-1 bars; exact zeros for all-zero windows."
     out = np.full(len(x), np.nan)
-    if len(x) >= n: out[n - 1:] = sliding_window_view(x, n).sum(axis=1)
+    if len(x) >= n:
+        out[n - 1 :] = sliding_window_view(x, n).sum(axis=1)
     return out
+
 
 def _ratio(num: np.ndarray, den: np.ndarray, when_zero: float) -> np.ndarray:
     "num / den, with `when_zero` where den == 0 (a defined value for a flat or empty window)."
     with np.errstate(divide='ignore', invalid='ignore'):
         return np.where(den == 0, when_zero, num / den)
+
 
 def _lag(x: np.ndarray, n: int) -> np.ndarray:
     "x shifted n bars into the future (value of bar t-n at t), NaN-padded."
@@ -119,43 +128,75 @@ def _lag(x: np.ndarray, n: int) -> np.ndarray:
 def trend_features(o, h, l, c, v) -> dict:
     "EMA, ADX, MACD, Ichimoku (lines at t, no forward shift), SAR, Aroon, causal DPO."
     macd, signal, hist = talib.MACD(c, 12, 26, 9)
-    return {'ema_15': talib.EMA(c, 15), 'ema_50': talib.EMA(c, 50), 'adx': talib.ADX(h, l, c, 14),
-            'macd': macd, 'macd_signal': signal, 'macd_diff': hist,
-            'ichimoku_conv': (talib.MAX(h, 9) + talib.MIN(l, 9)) / 2,
-            'ichimoku_base': (talib.MAX(h, 26) + talib.MIN(l, 26)) / 2,
-            'sar': talib.SAR(h, l, 0.02, 0.2), 'aroon_osc': talib.AROONOSC(h, l, 25),
-            'dpo': _lag(c, 20 // 2 + 1) - talib.SMA(c, 20)}
+    return {
+        'ema_15': talib.EMA(c, 15),
+        'ema_50': talib.EMA(c, 50),
+        'adx': talib.ADX(h, l, c, 14),
+        'macd': macd,
+        'macd_signal': signal,
+        'macd_diff': hist,
+        'ichimoku_conv': (talib.MAX(h, 9) + talib.MIN(l, 9)) / 2,
+        'ichimoku_base': (talib.MAX(h, 26) + talib.MIN(l, 26)) / 2,
+        'sar': talib.SAR(h, l, 0.02, 0.2),
+        'aroon_osc': talib.AROONOSC(h, l, 25),
+        'dpo': _lag(c, 20 // 2 + 1) - talib.SMA(c, 20),
+    }
+
 
 def oscillator_features(o, h, l, c, v) -> dict:
     "RSI, fast stochastic, CCI, Williams %R, ROC, Ultimate, MFI, StochRSI."
     k, d = talib.STOCHF(h, l, c, 14, 3, 0)
-    return {'rsi': talib.RSI(c, 14), 'stoch_k': k, 'stoch_d': d, 'cci': talib.CCI(h, l, c, 20),
-            'willr': talib.WILLR(h, l, c, 14), 'roc': talib.ROC(c, 12), 'ultosc': talib.ULTOSC(h, l, c, 7, 14, 28),
-            'mfi': talib.MFI(h, l, c, v, 14), 'stoch_rsi': talib.STOCHRSI(c, 14, 14, 1, 0)[0]}
+    return {
+        'rsi': talib.RSI(c, 14),
+        'stoch_k': k,
+        'stoch_d': d,
+        'cci': talib.CCI(h, l, c, 20),
+        'willr': talib.WILLR(h, l, c, 14),
+        'roc': talib.ROC(c, 12),
+        'ultosc': talib.ULTOSC(h, l, c, 7, 14, 28),
+        'mfi': talib.MFI(h, l, c, v, 14),
+        'stoch_rsi': talib.STOCHRSI(c, 14, 14, 1, 0)[0],
+    }
+
 
 def volatility_features(o, h, l, c, v) -> dict:
     "ATR, Bollinger bands (population std, as TA-Lib and `ta`), Donchian channel."
     upper, middle, lower = talib.BBANDS(c, 20, 2, 2, 0)
     dc_upper, dc_lower = talib.MAX(h, 20), talib.MIN(l, 20)
-    return {'atr': talib.ATR(h, l, c, 14), 'bb_upper': upper, 'bb_middle': middle, 'bb_lower': lower,
-            'bb_width': _ratio(upper - lower, middle, 0.0), 'dc_upper': dc_upper,
-            'dc_middle': (dc_upper + dc_lower) / 2, 'dc_lower': dc_lower}
+    return {
+        'atr': talib.ATR(h, l, c, 14),
+        'bb_upper': upper,
+        'bb_middle': middle,
+        'bb_lower': lower,
+        'bb_width': _ratio(upper - lower, middle, 0.0),
+        'dc_upper': dc_upper,
+        'dc_middle': (dc_upper + dc_lower) / 2,
+        'dc_lower': dc_lower,
+    }
 
 # %% ../nbs/03_indicators.ipynb #7055a89a
 def volume_features(o, h, l, c, v) -> dict:
     "OBV, Chaikin money flow, volume SMA and the volume ratio."
     mfm = _ratio((c - l) - (h - c), h - l, 0.0)  # a flat bar has no buying or selling pressure
     volume_sma = _rolling_sum(v, 20) / 20
-    return {'obv': talib.OBV(c, v), 'cmf': _ratio(_rolling_sum(mfm * v, 20), _rolling_sum(v, 20), 0.0),
-            'volume_sma': volume_sma, 'volume_ratio': _ratio(v, volume_sma, 1.0)}
+    return {
+        'obv': talib.OBV(c, v),
+        'cmf': _ratio(_rolling_sum(mfm * v, 20), _rolling_sum(v, 20), 0.0),
+        'volume_sma': volume_sma,
+        'volume_ratio': _ratio(v, volume_sma, 1.0),
+    }
+
 
 def vortex_features(o, h, l, c, v) -> dict:
     "Vortex VI+ and VI- over 14 bars (1 on a window with no range)."
     tr = talib.TRANGE(h, l, c)
     vm_plus, vm_minus = np.abs(h - _lag(l, 1)), np.abs(l - _lag(h, 1))
     tr_sum = _rolling_sum(tr, 14)
-    return {'vi_plus': _ratio(_rolling_sum(vm_plus, 14), tr_sum, 1.0),
-            'vi_minus': _ratio(_rolling_sum(vm_minus, 14), tr_sum, 1.0)}
+    return {
+        'vi_plus': _ratio(_rolling_sum(vm_plus, 14), tr_sum, 1.0),
+        'vi_minus': _ratio(_rolling_sum(vm_minus, 14), tr_sum, 1.0),
+    }
+
 
 def price_change_features(o, h, l, c, v) -> dict:
     "Simple returns of the close over 1, 4 and 16 bars."
@@ -165,31 +206,48 @@ def price_change_features(o, h, l, c, v) -> dict:
 def derived_features(o, h, l, c, v, f: dict) -> dict:
     "Nine ratios and differences of the features above (see the registry for why each)."
     atr = f['atr']
-    return {'di_diff': talib.PLUS_DI(h, l, c, 14) - talib.MINUS_DI(h, l, c, 14),
-            'ema_cross': f['ema_15'] / f['ema_50'] - 1,
-            'ema50_dist_atr': _ratio(c - f['ema_50'], atr, 0.0),
-            'bb_pband': _ratio(c - f['bb_lower'], f['bb_upper'] - f['bb_lower'], 0.5),
-            'dc_position': _ratio(c - f['dc_lower'], f['dc_upper'] - f['dc_lower'], 0.5),
-            'bar_range': (h - l) / c, 'close_location': _ratio(c - l, h - l, 0.5),
-            'atr_ratio': _ratio(atr, talib.SMA(atr, 50), 1.0),
-            'macd_diff_slope': f['macd_diff'] - _lag(f['macd_diff'], 1)}
+    return {
+        'di_diff': talib.PLUS_DI(h, l, c, 14) - talib.MINUS_DI(h, l, c, 14),
+        'ema_cross': f['ema_15'] / f['ema_50'] - 1,
+        'ema50_dist_atr': _ratio(c - f['ema_50'], atr, 0.0),
+        'bb_pband': _ratio(c - f['bb_lower'], f['bb_upper'] - f['bb_lower'], 0.5),
+        'dc_position': _ratio(c - f['dc_lower'], f['dc_upper'] - f['dc_lower'], 0.5),
+        'bar_range': (h - l) / c,
+        'close_location': _ratio(c - l, h - l, 0.5),
+        'atr_ratio': _ratio(atr, talib.SMA(atr, 50), 1.0),
+        'macd_diff_slope': f['macd_diff'] - _lag(f['macd_diff'], 1),
+    }
+
 
 def time_features(timestamps: pd.Series) -> dict:
     "UTC hour, weekday (Monday 0) and weekend flag of the candle open."
     t = pd.DatetimeIndex(timestamps).tz_convert('UTC')
     dow = t.day_of_week.to_numpy().astype(np.float64)
-    return {'hour': t.hour.to_numpy().astype(np.float64), 'day_of_week': dow, 'is_weekend': (dow >= 5).astype(np.float64)}
+    return {
+        'hour': t.hour.to_numpy().astype(np.float64),
+        'day_of_week': dow,
+        'is_weekend': (dow >= 5).astype(np.float64),
+    }
 
 # %% ../nbs/03_indicators.ipynb #26c016f0
-_GROUPS = (trend_features, oscillator_features, volatility_features, volume_features,
-           vortex_features, price_change_features)
+_GROUPS = (
+    trend_features,
+    oscillator_features,
+    volatility_features,
+    volume_features,
+    vortex_features,
+    price_change_features,
+)
+
 
 def segment_features(o, h, l, c, v) -> dict:
     "All price and volume features of one contiguous segment (float64 arrays)."
     f = {}
-    for group in _GROUPS: f.update(group(o, h, l, c, v))
+    for group in _GROUPS:
+        f.update(group(o, h, l, c, v))
     f.update(derived_features(o, h, l, c, v, f))
     return f
+
 
 def compute_indicators(candles: pd.DataFrame, interval: str = '15') -> pd.DataFrame:
     "The 49 `FEATURES` columns plus a `warmup` flag, on `candles`' index; gaps restart the warm-up."
@@ -198,11 +256,14 @@ def compute_indicators(candles: pd.DataFrame, interval: str = '15') -> pd.DataFr
     out = np.full((len(FEATURE_NAMES), len(candles)), np.nan)  # one row per feature: contiguous writes
     bounds = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1], True])
     for a, b in zip(bounds[:-1], bounds[1:]):
-        if b - a <= WARMUP_BARS: continue
+        if b - a <= WARMUP_BARS:
+            continue
         f = segment_features(*(x[a:b] for x in ohlcv))
         for j, name in enumerate(FEATURE_NAMES):
-            if name in f: out[j, a:b] = f[name]
-    for k, x in time_features(candles['timestamp']).items(): out[FEATURE_NAMES.index(k)] = x
+            if name in f:
+                out[j, a:b] = f[name]
+    for k, x in time_features(candles['timestamp']).items():
+        out[FEATURE_NAMES.index(k)] = x
     df = pd.DataFrame(out.T, index=candles.index, columns=FEATURE_NAMES, copy=False)
     df['warmup'] = warmup_mask(seg)
     return df
@@ -210,20 +271,24 @@ def compute_indicators(candles: pd.DataFrame, interval: str = '15') -> pd.DataFr
 # %% ../nbs/03_indicators.ipynb #c234502b
 _LOOKBACK = 20  # rows for the OBV slope and the volume-SMA change
 
+
 def _log_ratio(a: np.ndarray, b: np.ndarray, clip: float = 10.0) -> np.ndarray:
     "log(a / b), 0 when both are 0, clipped to +-clip (finite when only one is 0)."
     with np.errstate(divide='ignore', invalid='ignore'):
         r = np.where((a == 0) & (b == 0), 0.0, np.log(a / b))
     return np.clip(r, -clip, clip)
 
+
 def _obv_slope(df, name):
     d = df[name].to_numpy() - _lag(df[name].to_numpy(), _LOOKBACK)
     return {'obv_slope': _ratio(d, _rolling_sum(df['volume'].to_numpy(np.float64), _LOOKBACK), 0.0)}
+
 
 def _cyclic(period, prefix):
     def encode(df, name):
         angle = 2 * np.pi * df[name].to_numpy() / period
         return {f'{prefix}_sin': np.sin(angle), f'{prefix}_cos': np.cos(angle)}
+
     return encode
 
 # %% ../nbs/03_indicators.ipynb #2176d583
@@ -238,33 +303,43 @@ _ENCODINGS = {
     'cyclic_dow': _cyclic(7, 'dow'),
 }
 
+
 def model_features(df: pd.DataFrame) -> pd.DataFrame:
     "Scale-free model inputs (`MODEL_FEATURES`) from candles joined with `compute_indicators` output."
     cols = {}
-    for name, feat in FEATURES.items(): cols.update(_ENCODINGS[feat.model](df, name))
+    for name, feat in FEATURES.items():
+        cols.update(_ENCODINGS[feat.model](df, name))
     out = pd.DataFrame(cols, index=df.index)
     if 'warmup' in df:
         bad = out.columns[~np.isfinite(out.to_numpy()[~df['warmup'].to_numpy(bool)]).all(axis=0)]
         if len(bad):
-            raise DataError(f"non-finite model features {list(bad)} outside warm-up: check the candles for zeros or NaN")
+            raise DataError(
+                f"non-finite model features {list(bad)} outside warm-up: check the candles for zeros or NaN"
+            )
     return out
 
-MODEL_FEATURES: list[str] = list(model_features(pd.DataFrame(
-    {**{k: [1.0] for k in FEATURES}, 'close': [1.0], 'volume': [1.0]})).columns)
+
+MODEL_FEATURES: list[str] = list(
+    model_features(pd.DataFrame({**{k: [1.0] for k in FEATURES}, 'close': [1.0], 'volume': [1.0]})).columns
+)
 MODEL_TIME_FEATURES = ['hour_sin', 'hour_cos', 'dow_sin', 'dow_cos', 'is_weekend']  # known in advance
 
 # %% ../nbs/03_indicators.ipynb #479cb176
 OVERLAP_BARS = 2880  # history re-read on an incremental run: ten warm-ups
 
+
 def _continue_obv(db, symbol: str, interval: str, candles: pd.DataFrame, ind: pd.DataFrame, last) -> None:
     "Shift the recomputed OBV so it continues the total stored at `last` (in place)."
     at = np.flatnonzero((candles.timestamp == last).to_numpy())
-    if not len(at) or 'obv' not in db.columns('processed_market_data'): return
+    if not len(at) or 'obv' not in db.columns('processed_market_data'):
+        return
     stored = db.read_processed(symbol, interval, start=last, end=last + pd.Timedelta(milliseconds=1), columns=['obv'])
-    if not len(stored) or not np.isfinite(stored.obv.iloc[0]): return
+    if not len(stored) or not np.isfinite(stored.obv.iloc[0]):
+        return
     seg = segment_ids(candles.timestamp, interval)
     same = seg == seg[at[0]]  # a segment after a gap restarts OBV, as a full run would
     ind.loc[same, 'obv'] += stored.obv.iloc[0] - ind.obv.iloc[at[0]]
+
 
 def _indicator_rows(db, symbol: str, interval: str, full: bool, overlap_bars: int) -> pd.DataFrame:
     "Candles -> indicator rows not yet stored for one symbol (all rows when `full`)."
@@ -273,25 +348,42 @@ def _indicator_rows(db, symbol: str, interval: str, full: bool, overlap_bars: in
     candles = db.read_candles(symbol, interval, start=start)
     ind = compute_indicators(candles, interval)
     new = np.ones(len(candles), bool) if last is None else (candles.timestamp > last).to_numpy()
-    if last is not None and new.any(): _continue_obv(db, symbol, interval, candles, ind, last)
+    if last is not None and new.any():
+        _continue_obv(db, symbol, interval, candles, ind, last)
     rows = ind.loc[new].astype(np.float64)
     return rows.assign(symbol=symbol, interval=str(interval), timestamp=candles.timestamp[new].to_numpy())
 
 # %% ../nbs/03_indicators.ipynb #b83fcd5f
-def prepare_indicators(db, symbols=None, interval: str = '15', progress: bool = True, full: bool = False,
-                       workers: int = 2, overlap_bars: int = OVERLAP_BARS) -> dict[str, int]:
+def prepare_indicators(
+    db,
+    symbols=None,
+    interval: str = '15',
+    progress: bool = True,
+    full: bool = False,
+    workers: int = 2,
+    overlap_bars: int = OVERLAP_BARS,
+) -> dict[str, int]:
     "Compute and upsert indicators for `symbols` (default: all stored), incrementally; rows written per symbol."
     from tqdm.auto import tqdm
-    symbols = db.stored_symbols(interval) if symbols is None else [symbols] if isinstance(symbols, str) else list(symbols)
+
+    symbols = (
+        db.stored_symbols(interval) if symbols is None else [symbols] if isinstance(symbols, str) else list(symbols)
+    )
     written, pending = {}, deque()
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
-            tqdm(total=len(symbols), desc='indicators', unit='symbol', disable=not progress) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+        tqdm(total=len(symbols), desc='indicators', unit='symbol', disable=not progress) as bar,
+    ):
+
         def write_oldest():
             symbol, job = pending.popleft()
             written[symbol] = db.upsert('processed_market_data', job.result())
             bar.update(1)
+
         for s in symbols:
             pending.append((s, pool.submit(_indicator_rows, db, s, interval, full, overlap_bars)))
-            if len(pending) > workers: write_oldest()  # bounded: at most workers + 1 symbols in memory
-        while pending: write_oldest()
+            if len(pending) > workers:
+                write_oldest()  # bounded: at most workers + 1 symbols in memory
+        while pending:
+            write_oldest()
     return written

@@ -21,33 +21,43 @@ __all__ = ['EXIT_REASONS', 'SIDES', 'LABEL_COLUMNS', 'ProfileArrays', 'profile_a
 # %% ../nbs/04_labels.ipynb #130ed9b1
 EXIT_REASONS = ('stop_loss', 'trailing_stop', 'take_profit', 'timeout')  # code = position; -1 = no label
 SIDES = ('buy', 'sell')
-LABEL_COLUMNS = [f'{s}_{c}' for c in ('return', 'profit', 'exit_bars', 'exit_reason', 'tp_hits') for s in SIDES] + \
-                [f'{s}_{c}' for s in SIDES for c in ('mfe', 'mae')]
+LABEL_COLUMNS = [f'{s}_{c}' for c in ('return', 'profit', 'exit_bars', 'exit_reason', 'tp_hits') for s in SIDES] + [
+    f'{s}_{c}' for s in SIDES for c in ('mfe', 'mae')
+]
 
 # %% ../nbs/04_labels.ipynb #86f79b19
 class ProfileArrays(NamedTuple):
     "A RiskProfile as the kernel reads it: fractions of entry, float64 arrays."
+
     stop_loss: float
     take_profit: np.ndarray  # levels in favour, ascending
-    fractions: np.ndarray    # share of the position each level closes
-    ladder: np.ndarray       # stop after 1..n-1 fills, in favour (0 = breakeven)
+    fractions: np.ndarray  # share of the position each level closes
+    ladder: np.ndarray  # stop after 1..n-1 fills, in favour (0 = breakeven)
     entry_fee: float
     take_profit_fee: float
     exit_fee: float
 
+
 def profile_arrays(profile: RiskProfile | ProfileArrays | None = None) -> ProfileArrays:
     "Checked kernel view of a risk profile (percent -> fractions); None means RiskProfile()."
-    if isinstance(profile, ProfileArrays): return profile
+    if isinstance(profile, ProfileArrays):
+        return profile
     p = RiskProfile() if profile is None else profile
-    tp, fr, lad = (np.asarray(x, dtype=np.float64) / d for x, d in
-                   ((p.take_profit_pct, 100), (p.take_profit_fractions, 1), (p.stop_ladder_pct, 100)))
+    tp, fr, lad = (
+        np.asarray(x, dtype=np.float64) / d
+        for x, d in ((p.take_profit_pct, 100), (p.take_profit_fractions, 1), (p.stop_ladder_pct, 100))
+    )
     if len(tp) == 0 or len(fr) != len(tp) or len(lad) != len(tp) - 1:
         raise ConfigError('risk profile needs n >= 1 take-profit levels, n fractions and n-1 stop-ladder steps')
     if tp[0] <= 0 or np.any(np.diff(tp) < 0) or np.any(fr <= 0) or abs(fr.sum() - 1) > 1e-9:
-        raise ConfigError('risk profile take-profits must be positive and ascending with positive fractions summing to 1')
-    if not p.stop_loss_pct > 0: raise ConfigError('risk profile stop_loss_pct must be > 0')
-    return ProfileArrays(p.stop_loss_pct / 100, tp, fr, lad, p.entry_fee_pct / 100,
-                         p.take_profit_fee_pct / 100, p.exit_fee_pct / 100)
+        raise ConfigError(
+            'risk profile take-profits must be positive and ascending with positive fractions summing to 1'
+        )
+    if not p.stop_loss_pct > 0:
+        raise ConfigError('risk profile stop_loss_pct must be > 0')
+    return ProfileArrays(
+        p.stop_loss_pct / 100, tp, fr, lad, p.entry_fee_pct / 100, p.take_profit_fee_pct / 100, p.exit_fee_pct / 100
+    )
 
 # %% ../nbs/04_labels.ipynb #c2262c51
 def segment_ends(ts_ms: np.ndarray, bar_ms: int = 900_000) -> np.ndarray:
@@ -61,7 +71,8 @@ def funding_per_bar(ts_ms: np.ndarray, event_ms: np.ndarray, rates: np.ndarray, 
     "Sum of the funding rates of the events inside each bar [T_k, T_k + bar); events in gaps are dropped."
     ts_ms, event_ms = np.asarray(ts_ms, np.int64), np.asarray(event_ms, np.int64)
     out = np.zeros(len(ts_ms))
-    if len(ts_ms) == 0 or len(event_ms) == 0: return out
+    if len(ts_ms) == 0 or len(event_ms) == 0:
+        return out
     k = np.searchsorted(ts_ms, event_ms, side='right') - 1  # last bar opening at or before the event
     inside = (k >= 0) & (event_ms < ts_ms[np.maximum(k, 0)] + bar_ms)
     np.add.at(out, k[inside], np.asarray(rates, np.float64)[inside])
@@ -73,19 +84,24 @@ def _excursions(side, entry, best, worst):
     "(mfe %, mae %) from the best and worst prices seen: pnl is monotone in price, so max pnl = pnl(best)."
     return side * (best / entry - 1.0) * 100, side * (1.0 - worst / entry) * 100
 
+
 @njit(cache=True, nogil=True)
-def _simulate_side(o, h, l, c, fund, t, horizon, side, stop_loss, take_profit, fractions, ladder,
-                   entry_fee, tp_fee, exit_fee):
+def _simulate_side(
+    o, h, l, c, fund, t, horizon, side, stop_loss, take_profit, fractions, ladder, entry_fee, tp_fee, exit_fee
+):
     "One trade from close[t]: (return %, exit bars, exit reason code, tp hits, mfe %, mae %)."
     entry, n_levels = c[t], take_profit.shape[0]
     stop, level = entry * (1.0 - side * stop_loss), entry * (1.0 + side * take_profit[0])
     ret, open_fraction, hits, best, worst = -entry_fee, 1.0, 0, entry, entry
     for k in range(1, horizon + 1):
         j = t + k
-        if fund[j] != 0.0: ret -= side * fund[j] * open_fraction * o[j] / entry
+        if fund[j] != 0.0:
+            ret -= side * fund[j] * open_fraction * o[j] / entry
         favourable, adverse = (h[j], l[j]) if side > 0 else (l[j], h[j])
-        if side * (favourable - best) > 0.0: best = favourable
-        if side * (adverse - worst) < 0.0: worst = adverse
+        if side * (favourable - best) > 0.0:
+            best = favourable
+        if side * (adverse - worst) < 0.0:
+            worst = adverse
         exit_price = o[j] if side * (o[j] - stop) <= 0.0 else (stop if side * (adverse - stop) <= 0.0 else -1.0)
         if exit_price >= 0.0:  # rules 1-2: the stop takes everything left
             ret += open_fraction * (side * (exit_price / entry - 1.0) - exit_fee * exit_price / entry)
@@ -95,8 +111,10 @@ def _simulate_side(o, h, l, c, fund, t, horizon, side, stop_loss, take_profit, f
                 ret += fractions[hits] * (side * (level / entry - 1.0) - tp_fee * level / entry)
                 open_fraction -= fractions[hits]
                 hits += 1
-                if hits < n_levels: level = entry * (1.0 + side * take_profit[hits])
-            if hits == n_levels: return (ret * 100, k, 2, hits) + _excursions(side, entry, best, worst)
+                if hits < n_levels:
+                    level = entry * (1.0 + side * take_profit[hits])
+            if hits == n_levels:
+                return (ret * 100, k, 2, hits) + _excursions(side, entry, best, worst)
             stop = entry * (1.0 + side * ladder[hits - 1])  # in force from bar j+1
     last = c[t + horizon]  # rule 4: timeout
     ret += open_fraction * (side * (last / entry - 1.0) - exit_fee * last / entry)
@@ -104,39 +122,113 @@ def _simulate_side(o, h, l, c, fund, t, horizon, side, stop_loss, take_profit, f
 
 # %% ../nbs/04_labels.ipynb #3b1021bf
 @njit(parallel=True, cache=True)
-def _simulate_kernel(o, h, l, c, fund, seg_end, entries, horizon, stop_loss, take_profit, fractions, ladder,
-                     entry_fee, tp_fee, exit_fee, ret, bars, reason, hits, mfe, mae):
+def _simulate_kernel(
+    o,
+    h,
+    l,
+    c,
+    fund,
+    seg_end,
+    entries,
+    horizon,
+    stop_loss,
+    take_profit,
+    fractions,
+    ladder,
+    entry_fee,
+    tp_fee,
+    exit_fee,
+    ret,
+    bars,
+    reason,
+    hits,
+    mfe,
+    mae,
+):
     "Fill the (2, n_entries) outputs, row 0 long and row 1 short."
     for i in prange(entries.shape[0]):
         t = entries[i]
         for s in range(2):
             if t + horizon < seg_end[t]:
-                r = _simulate_side(o, h, l, c, fund, t, horizon, 1.0 - 2.0 * s, stop_loss, take_profit,
-                                   fractions, ladder, entry_fee, tp_fee, exit_fee)
+                r = _simulate_side(
+                    o,
+                    h,
+                    l,
+                    c,
+                    fund,
+                    t,
+                    horizon,
+                    1.0 - 2.0 * s,
+                    stop_loss,
+                    take_profit,
+                    fractions,
+                    ladder,
+                    entry_fee,
+                    tp_fee,
+                    exit_fee,
+                )
                 ret[s, i], bars[s, i], reason[s, i], hits[s, i], mfe[s, i], mae[s, i] = r
             else:
-                ret[s, i], bars[s, i], reason[s, i], hits[s, i], mfe[s, i], mae[s, i] = np.nan, -1, -1, -1, np.nan, np.nan
+                ret[s, i], bars[s, i], reason[s, i], hits[s, i], mfe[s, i], mae[s, i] = (
+                    np.nan,
+                    -1,
+                    -1,
+                    -1,
+                    np.nan,
+                    np.nan,
+                )
 
 # %% ../nbs/04_labels.ipynb #5095c105
-def simulate_entries(open, high, low, close, funding_per_bar, segment_end, profile=None, horizon: int = 100,
-                     entries=None) -> dict:
+def simulate_entries(
+    open, high, low, close, funding_per_bar, segment_end, profile=None, horizon: int = 100, entries=None
+) -> dict:
     "Both sides of the managed trade from each entry bar (default all): a dict of per-entry arrays."
     o, h, l, c, fund = (np.ascontiguousarray(x, dtype=np.float64) for x in (open, high, low, close, funding_per_bar))
     seg_end = np.ascontiguousarray(segment_end, dtype=np.int64)
     n, p = len(c), profile_arrays(profile)
-    if not all(len(x) == n for x in (o, h, l, fund, seg_end)): raise DataError('price, funding and segment arrays must have one value per bar')
-    if int(horizon) < 1: raise ConfigError(f'label horizon must be >= 1 bar (got {horizon})')
+    if not all(len(x) == n for x in (o, h, l, fund, seg_end)):
+        raise DataError('price, funding and segment arrays must have one value per bar')
+    if int(horizon) < 1:
+        raise ConfigError(f'label horizon must be >= 1 bar (got {horizon})')
     entries = np.arange(n, dtype=np.int64) if entries is None else np.ascontiguousarray(entries, dtype=np.int64)
-    if len(entries) and (entries.min() < 0 or entries.max() >= n): raise DataError('entry indices must lie within the bars given')
+    if len(entries) and (entries.min() < 0 or entries.max() >= n):
+        raise DataError('entry indices must lie within the bars given')
     m = len(entries)
     ret, mfe, mae = (np.empty((2, m)) for _ in range(3))
     bars, hits, reason = np.empty((2, m), np.int32), np.empty((2, m), np.int32), np.empty((2, m), np.int8)
-    _simulate_kernel(o, h, l, c, fund, seg_end, entries, int(horizon), p.stop_loss, p.take_profit, p.fractions,
-                     p.ladder, p.entry_fee, p.take_profit_fee, p.exit_fee, ret, bars, reason, hits, mfe, mae)
+    _simulate_kernel(
+        o,
+        h,
+        l,
+        c,
+        fund,
+        seg_end,
+        entries,
+        int(horizon),
+        p.stop_loss,
+        p.take_profit,
+        p.fractions,
+        p.ladder,
+        p.entry_fee,
+        p.take_profit_fee,
+        p.exit_fee,
+        ret,
+        bars,
+        reason,
+        hits,
+        mfe,
+        mae,
+    )
     out = {'entries': entries, 'valid': bars[0] >= 0}
     for s, side in enumerate(SIDES):
-        out |= {f'{side}_return': ret[s], f'{side}_exit_bars': bars[s], f'{side}_exit_reason': reason[s],
-                f'{side}_tp_hits': hits[s], f'{side}_mfe': mfe[s], f'{side}_mae': mae[s]}
+        out |= {
+            f'{side}_return': ret[s],
+            f'{side}_exit_bars': bars[s],
+            f'{side}_exit_reason': reason[s],
+            f'{side}_tp_hits': hits[s],
+            f'{side}_mfe': mfe[s],
+            f'{side}_mae': mae[s],
+        }
     return out
 
 # %% ../nbs/04_labels.ipynb #c2f83102
@@ -149,21 +241,41 @@ def _label_frame(sim: dict, index) -> pd.DataFrame:
         cols[f'{side}_profit'] = np.where(np.isnan(r), np.nan, (r > 0).astype(np.float64))
         for c in ('exit_bars', 'tp_hits'):
             cols[f'{side}_{c}'] = np.where(sim[f'{side}_{c}'] < 0, np.nan, sim[f'{side}_{c}']).astype(np.float64)
-        cols[f'{side}_exit_reason'] = pd.Categorical.from_codes(sim[f'{side}_exit_reason'], categories=list(EXIT_REASONS))
+        cols[f'{side}_exit_reason'] = pd.Categorical.from_codes(
+            sim[f'{side}_exit_reason'], categories=list(EXIT_REASONS)
+        )
         cols[f'{side}_mfe'], cols[f'{side}_mae'] = sim[f'{side}_mfe'], sim[f'{side}_mae']
     return pd.DataFrame(cols, index=index)[LABEL_COLUMNS]
 
-def expected_returns(candles: pd.DataFrame, profile: RiskProfile | None = None, horizon: int = 100,
-                     funding: pd.DataFrame | None = None, interval: str = '15') -> pd.DataFrame:
+
+def expected_returns(
+    candles: pd.DataFrame,
+    profile: RiskProfile | None = None,
+    horizon: int = 100,
+    funding: pd.DataFrame | None = None,
+    interval: str = '15',
+) -> pd.DataFrame:
     "Long and short labels of the managed trade from every candle of one symbol (spec: shared/specs/labels.md)."
     ts, bar_ms = to_ms(candles['timestamp']), interval_ms(interval)
-    if len(ts) > 1 and np.any(np.diff(ts) <= 0): raise DataError('candles must be one symbol, sorted by strictly ascending timestamp')
+    if len(ts) > 1 and np.any(np.diff(ts) <= 0):
+        raise DataError('candles must be one symbol, sorted by strictly ascending timestamp')
     if candles[['open', 'high', 'low', 'close']].isna().any().any():
         raise DataError('candles contain NaN prices: drop those rows (a dropped bar becomes a gap) or repair them')
-    fund = np.zeros(len(ts)) if funding is None or len(funding) == 0 else \
-        funding_per_bar(ts, to_ms(funding['timestamp']), funding['rate'].to_numpy(np.float64), bar_ms)
-    sim = simulate_entries(candles['open'], candles['high'], candles['low'], candles['close'], fund,
-                           segment_ends(ts, bar_ms), profile, horizon)
+    fund = (
+        np.zeros(len(ts))
+        if funding is None or len(funding) == 0
+        else funding_per_bar(ts, to_ms(funding['timestamp']), funding['rate'].to_numpy(np.float64), bar_ms)
+    )
+    sim = simulate_entries(
+        candles['open'],
+        candles['high'],
+        candles['low'],
+        candles['close'],
+        fund,
+        segment_ends(ts, bar_ms),
+        profile,
+        horizon,
+    )
     return _label_frame(sim, candles.index)
 
 # %% ../nbs/04_labels.ipynb #e432b524
@@ -174,6 +286,7 @@ def labels_for_storage(labels: pd.DataFrame) -> pd.DataFrame:
         codes = pd.Categorical(labels[f'{side}_exit_reason'], categories=list(EXIT_REASONS)).codes
         out[f'{side}_exit_reason'] = np.where(codes < 0, np.nan, codes)
     return out.astype(np.float64)
+
 
 def labels_from_storage(stored: pd.DataFrame) -> pd.DataFrame:
     "Inverse of labels_for_storage: float exit-reason codes back to the categorical names."

@@ -7,7 +7,9 @@ Docs: https://cryptotft.github.io/cryptotft/metabase.html.md"""
 
 # %% ../nbs/13_metabase.ipynb #a26f2498
 from __future__ import annotations
-import json, urllib.error, urllib.request
+import json
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from .config import ConfigError, CryptoTFTError, DataError
@@ -21,11 +23,20 @@ LABEL_COLUMNS_NEEDED = ('buy_return', 'sell_return', 'buy_profit', 'sell_profit'
 # column -> JSON path in model_metadata.metrics, as cryptotft.train and cryptotft.evaluate write it:
 # {"best_val_loss": .., "epochs_run": .., "test": {"buy_rank_ic_time": .., "sell_auc": .., ...}}
 LEADERBOARD_METRICS = {'best_val_loss': ('best_val_loss',), 'epochs_run': ('epochs_run',)} | {
-    f'test_{side}_{m}': ('test', f'{side}_{m}') for m in ('rank_ic_time', 'direction_accuracy', 'auc', 'win_rate', 'avg_trade')
-    for side in ('buy', 'sell')}
+    f'test_{side}_{m}': ('test', f'{side}_{m}')
+    for m in ('rank_ic_time', 'direction_accuracy', 'auc', 'win_rate', 'avg_trade')
+    for side in ('buy', 'sell')
+}
 
-def _ts(col: str) -> str: return f"to_timestamp({col} / 1000.0)"
-def _month(col: str) -> str: return f"date_trunc('month', {_ts(col)} AT TIME ZONE 'UTC')"
+
+def _ts(col: str) -> str:
+    return f"to_timestamp({col} / 1000.0)"
+
+
+def _month(col: str) -> str:
+    return f"date_trunc('month', {_ts(col)} AT TIME ZONE 'UTC')"
+
+
 def _metric(col: str, path: tuple) -> str:
     p = '{' + ','.join(path) + '}'
     return f"CASE WHEN json_typeof(m #> '{p}') = 'number' THEN (m #>> '{p}')::float8 END AS {col}"
@@ -67,11 +78,14 @@ FROM r;"""
 # %% ../nbs/13_metabase.ipynb #a31450d5
 def _signal() -> str:
     q = "p.buy_q50 IS NOT NULL OR p.sell_q50 IS NOT NULL"
-    return (f"CASE WHEN {q} THEN CASE WHEN GREATEST(p.buy_q50, p.sell_q50) <= 0 THEN 'flat' "
-            f"WHEN COALESCE(p.buy_q50, '-infinity') >= COALESCE(p.sell_q50, '-infinity') THEN 'long' ELSE 'short' END\n"
-            f"            WHEN p.buy_prob IS NULL AND p.sell_prob IS NULL THEN NULL\n"
-            f"            WHEN GREATEST(p.buy_prob, p.sell_prob) <= 0.5 THEN 'flat' "
-            f"WHEN COALESCE(p.buy_prob, 0) >= COALESCE(p.sell_prob, 0) THEN 'long' ELSE 'short' END")
+    return (
+        f"CASE WHEN {q} THEN CASE WHEN GREATEST(p.buy_q50, p.sell_q50) <= 0 THEN 'flat' "
+        f"WHEN COALESCE(p.buy_q50, '-infinity') >= COALESCE(p.sell_q50, '-infinity') THEN 'long' ELSE 'short' END\n"
+        f"            WHEN p.buy_prob IS NULL AND p.sell_prob IS NULL THEN NULL\n"
+        f"            WHEN GREATEST(p.buy_prob, p.sell_prob) <= 0.5 THEN 'flat' "
+        f"WHEN COALESCE(p.buy_prob, 0) >= COALESCE(p.sell_prob, 0) THEN 'long' ELSE 'short' END"
+    )
+
 
 _SIGNALS = f"""CREATE OR REPLACE VIEW v_latest_signals AS
 SELECT DISTINCT ON (p.run_id, p.symbol) p.run_id, p.symbol, {_ts('p."timestamp"')} AS signal_time,
@@ -81,11 +95,15 @@ SELECT DISTINCT ON (p.run_id, p.symbol) p.run_id, p.symbol, {_ts('p."timestamp"'
 FROM model_predictions p LEFT JOIN model_metadata m ON m.run_id = p.run_id
 ORDER BY p.run_id, p.symbol, p."timestamp" DESC;"""
 
+
 def _hit(side: str) -> str:
-    return (f"avg(CASE WHEN {side}_q50 IS NULL OR {side}_return IS NULL THEN NULL "
-            f"WHEN ({side}_q50 > 0) = ({side}_return > 0) THEN 1.0 ELSE 0.0 END) AS {side}_sign_hit_rate,\n"
-            f"       avg(CASE WHEN {side}_q10 IS NULL OR {side}_q90 IS NULL OR {side}_return IS NULL THEN NULL "
-            f"WHEN {side}_return BETWEEN {side}_q10 AND {side}_q90 THEN 1.0 ELSE 0.0 END) AS {side}_band_coverage")
+    return (
+        f"avg(CASE WHEN {side}_q50 IS NULL OR {side}_return IS NULL THEN NULL "
+        f"WHEN ({side}_q50 > 0) = ({side}_return > 0) THEN 1.0 ELSE 0.0 END) AS {side}_sign_hit_rate,\n"
+        f"       avg(CASE WHEN {side}_q10 IS NULL OR {side}_q90 IS NULL OR {side}_return IS NULL THEN NULL "
+        f"WHEN {side}_return BETWEEN {side}_q10 AND {side}_q90 THEN 1.0 ELSE 0.0 END) AS {side}_band_coverage"
+    )
+
 
 _PRED_VS_REAL = f"""CREATE OR REPLACE VIEW v_prediction_vs_realised_monthly AS
 SELECT run_id, symbol, {_month('"timestamp"')} AS month, COUNT(*) AS predictions,
@@ -99,65 +117,110 @@ FROM model_predictions WHERE buy_return IS NOT NULL OR sell_return IS NOT NULL
 GROUP BY 1, 2, 3;"""
 
 # %% ../nbs/13_metabase.ipynb #d0d30050
-VIEWS = {'v_data_coverage': _COVERAGE, 'v_label_stats_monthly': _LABELS, 'v_model_leaderboard': _LEADERBOARD,
-         'v_latest_signals': _SIGNALS, 'v_prediction_vs_realised_monthly': _PRED_VS_REAL}
-VIEWS_SQL = ('-- cryptotft analytics views for Metabase (PostgreSQL).\n'
-             '-- GENERATED from nbs/13_metabase.ipynb (cryptotft.metabase.VIEWS_SQL): edit there, not here.\n'
-             '-- Needs the cryptotft tables and the label columns written by `cryptotft prepare`.\n'
-             '-- Apply with `cryptotft metabase views` or `psql -f metabase/views.sql`.\n\n'
-             + '\n\n'.join(VIEWS.values()) + '\n')
+VIEWS = {
+    'v_data_coverage': _COVERAGE,
+    'v_label_stats_monthly': _LABELS,
+    'v_model_leaderboard': _LEADERBOARD,
+    'v_latest_signals': _SIGNALS,
+    'v_prediction_vs_realised_monthly': _PRED_VS_REAL,
+}
+VIEWS_SQL = (
+    '-- cryptotft analytics views for Metabase (PostgreSQL).\n'
+    '-- GENERATED from nbs/13_metabase.ipynb (cryptotft.metabase.VIEWS_SQL): edit there, not here.\n'
+    '-- Needs the cryptotft tables and the label columns written by `cryptotft prepare`.\n'
+    '-- Apply with `cryptotft metabase views` or `psql -f metabase/views.sql`.\n\n' + '\n\n'.join(VIEWS.values()) + '\n'
+)
 
 # %% ../nbs/13_metabase.ipynb #d7d44604
 def create_views(db) -> list[str]:
     "Create or replace the analytics views in `db` (a cryptotft.db.Database on PostgreSQL); returns their names."
     if db.dialect != 'postgresql':
         raise ConfigError("the Metabase views need PostgreSQL: set database.backend: postgresql (or CRYPTOTFT_DB_URL)")
-    if db.schema_version() is None: raise DataError("the cryptotft tables do not exist yet: run `cryptotft init-db` first")
+    if db.schema_version() is None:
+        raise DataError("the cryptotft tables do not exist yet: run `cryptotft init-db` first")
     missing = [c for c in LABEL_COLUMNS_NEEDED if c not in db.columns('processed_market_data')]
-    if missing: raise DataError(f"processed_market_data has no {', '.join(missing)} yet: run `cryptotft prepare` first")
+    if missing:
+        raise DataError(f"processed_market_data has no {', '.join(missing)} yet: run `cryptotft prepare` first")
     with db.engine.begin() as conn:
-        for sql in VIEWS.values(): conn.exec_driver_sql(sql)
+        for sql in VIEWS.values():
+            conn.exec_driver_sql(sql)
     return list(VIEWS)
 
 # %% ../nbs/13_metabase.ipynb #d10d5ed6
 @dataclass(frozen=True)
 class Question:
     "One Metabase question (card): native SQL, chart type, chart settings, place on the dashboard."
+
     name: str
     sql: str
     display: str = 'table'
     settings: dict = field(default_factory=dict)
-    place: tuple = (0, 0, 12, 6)   # row, col, width, height
+    place: tuple = (0, 0, 12, 6)  # row, col, width, height
     description: str = ''
 
+
 _LATEST_RUN = "(SELECT run_id FROM model_predictions GROUP BY run_id ORDER BY max(\"timestamp\") DESC LIMIT 1)"
-_SCORED_RUN = ("(SELECT v.run_id FROM v_prediction_vs_realised_monthly v LEFT JOIN model_metadata m ON m.run_id = v.run_id\n"
-               "       WHERE v.buy_predicted_mean IS NOT NULL ORDER BY m.created_at DESC NULLS LAST, v.month DESC LIMIT 1)")
+_SCORED_RUN = (
+    "(SELECT v.run_id FROM v_prediction_vs_realised_monthly v LEFT JOIN model_metadata m ON m.run_id = v.run_id\n"
+    "       WHERE v.buy_predicted_mean IS NOT NULL ORDER BY m.created_at DESC NULLS LAST, v.month DESC LIMIT 1)"
+)
 _line = lambda dims, metrics: {'graph.dimensions': dims, 'graph.metrics': metrics}
 
 QUESTIONS = (
-    Question('Data coverage per symbol', 'SELECT * FROM v_data_coverage ORDER BY symbol, "interval"', 'table', {},
-             (0, 0, 24, 5), 'Stored candles, gaps, processed bars and funding events per symbol.'),
-    Question('Model leaderboard', 'SELECT * FROM v_model_leaderboard\n'
-             'ORDER BY GREATEST(test_buy_rank_ic_time, test_sell_rank_ic_time) DESC NULLS LAST, created DESC LIMIT 50',
-             'table', {}, (5, 0, 24, 7), 'Runs with their validation loss and test metrics, best rank IC (either side) first.'),
-    Question('Latest signals (newest run)', f"SELECT * FROM v_latest_signals WHERE run_id = {_LATEST_RUN} ORDER BY symbol",
-             'table', {}, (12, 0, 12, 7), 'Newest prediction per symbol of the run that predicted last.'),
-    Question('Predicted vs realised long return by month (newest scored run)',
-             "SELECT month, sum(buy_predicted_mean * predictions) / sum(predictions) AS predicted,\n"
-             "       sum(buy_realised_mean * predictions) / sum(predictions) AS realised\n"
-             f"FROM v_prediction_vs_realised_monthly WHERE run_id = {_SCORED_RUN}\nGROUP BY month ORDER BY month",
-             'line', _line(['month'], ['predicted', 'realised']), (12, 12, 12, 7),
-             'Median forecast of the long trade against its realised label, all symbols, for the newest '
-             'regression run whose predictions have realised labels.'),
-    Question('Mean long label return by month', 'SELECT month, symbol, buy_return_mean FROM v_label_stats_monthly ORDER BY month, symbol',
-             'line', _line(['month', 'symbol'], ['buy_return_mean']), (19, 0, 12, 6),
-             'Average realised return of the managed long trade opened at every bar.'),
-    Question('Label win rate by month', "SELECT month, sum(buy_win_rate * labelled_bars) / sum(labelled_bars) AS long_win_rate,\n"
-             "       sum(sell_win_rate * labelled_bars) / sum(labelled_bars) AS short_win_rate\n"
-             "FROM v_label_stats_monthly GROUP BY month ORDER BY month",
-             'bar', _line(['month'], ['long_win_rate', 'short_win_rate']), (19, 12, 12, 6),
-             'Share of bars where the managed long / short trade ended in profit, all symbols.'),
+    Question(
+        'Data coverage per symbol',
+        'SELECT * FROM v_data_coverage ORDER BY symbol, "interval"',
+        'table',
+        {},
+        (0, 0, 24, 5),
+        'Stored candles, gaps, processed bars and funding events per symbol.',
+    ),
+    Question(
+        'Model leaderboard',
+        'SELECT * FROM v_model_leaderboard\n'
+        'ORDER BY GREATEST(test_buy_rank_ic_time, test_sell_rank_ic_time) DESC NULLS LAST, created DESC LIMIT 50',
+        'table',
+        {},
+        (5, 0, 24, 7),
+        'Runs with their validation loss and test metrics, best rank IC (either side) first.',
+    ),
+    Question(
+        'Latest signals (newest run)',
+        f"SELECT * FROM v_latest_signals WHERE run_id = {_LATEST_RUN} ORDER BY symbol",
+        'table',
+        {},
+        (12, 0, 12, 7),
+        'Newest prediction per symbol of the run that predicted last.',
+    ),
+    Question(
+        'Predicted vs realised long return by month (newest scored run)',
+        "SELECT month, sum(buy_predicted_mean * predictions) / sum(predictions) AS predicted,\n"
+        "       sum(buy_realised_mean * predictions) / sum(predictions) AS realised\n"
+        f"FROM v_prediction_vs_realised_monthly WHERE run_id = {_SCORED_RUN}\nGROUP BY month ORDER BY month",
+        'line',
+        _line(['month'], ['predicted', 'realised']),
+        (12, 12, 12, 7),
+        'Median forecast of the long trade against its realised label, all symbols, for the newest '
+        'regression run whose predictions have realised labels.',
+    ),
+    Question(
+        'Mean long label return by month',
+        'SELECT month, symbol, buy_return_mean FROM v_label_stats_monthly ORDER BY month, symbol',
+        'line',
+        _line(['month', 'symbol'], ['buy_return_mean']),
+        (19, 0, 12, 6),
+        'Average realised return of the managed long trade opened at every bar.',
+    ),
+    Question(
+        'Label win rate by month',
+        "SELECT month, sum(buy_win_rate * labelled_bars) / sum(labelled_bars) AS long_win_rate,\n"
+        "       sum(sell_win_rate * labelled_bars) / sum(labelled_bars) AS short_win_rate\n"
+        "FROM v_label_stats_monthly GROUP BY month ORDER BY month",
+        'bar',
+        _line(['month'], ['long_win_rate', 'short_win_rate']),
+        (19, 12, 12, 6),
+        'Share of bars where the managed long / short trade ended in profit, all symbols.',
+    ),
 )
 DASHBOARD = 'cryptotft research'
 
@@ -165,33 +228,54 @@ DASHBOARD = 'cryptotft research'
 class MetabaseError(CryptoTFTError):
     "Metabase could not be reached or refused a request."
 
+
 class MetabaseClient:
     "JSON over HTTP to one Metabase, with its session token once logged in."
+
     def __init__(self, url: str, timeout: float = 30.0):
         self.url, self.timeout, self.session = url.rstrip('/'), timeout, None
 
     def call(self, method: str, path: str, body=None):
         "One request; returns the decoded JSON answer (None when empty)."
         headers = {'Content-Type': 'application/json'}
-        if self.session: headers['X-Metabase-Session'] = self.session
+        if self.session:
+            headers['X-Metabase-Session'] = self.session
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r: raw = r.read()
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                raw = r.read()
         except urllib.error.HTTPError as e:
-            raise MetabaseError(f"Metabase {method} {path} answered {e.code}: {e.read()[:200].decode(errors='replace')}") from None
+            raise MetabaseError(
+                f"Metabase {method} {path} answered {e.code}: {e.read()[:200].decode(errors='replace')}"
+            ) from None
         except (urllib.error.URLError, OSError) as e:
-            raise MetabaseError(f"cannot reach Metabase at {self.url}: {getattr(e, 'reason', e)} (is `docker compose up` running?)") from None
+            raise MetabaseError(
+                f"cannot reach Metabase at {self.url}: {getattr(e, 'reason', e)} (is `docker compose up` running?)"
+            ) from None
         return json.loads(raw) if raw.strip() else None
 
     def login(self, email: str, password: str):
         "Open a session (running the first-start setup with these credentials when Metabase is new)."
         props = self.call('GET', '/api/session/properties') or {}
         if props.get('setup-token') and not props.get('has-user-setup'):
-            self.call('POST', '/api/setup', {'token': props['setup-token'],
-                      'user': {'email': email, 'password': password, 'first_name': 'cryptotft', 'last_name': 'admin',
-                               'site_name': 'cryptotft'}, 'prefs': {'site_name': 'cryptotft', 'allow_tracking': False}})
+            self.call(
+                'POST',
+                '/api/setup',
+                {
+                    'token': props['setup-token'],
+                    'user': {
+                        'email': email,
+                        'password': password,
+                        'first_name': 'cryptotft',
+                        'last_name': 'admin',
+                        'site_name': 'cryptotft',
+                    },
+                    'prefs': {'site_name': 'cryptotft', 'allow_tracking': False},
+                },
+            )
         self.session = self.call('POST', '/api/session', {'username': email, 'password': password})['id']
+
 
 def _items(answer) -> list:
     "Metabase lists come bare or as {'data': [...]} depending on the version and endpoint."
@@ -201,22 +285,34 @@ def _items(answer) -> list:
 @dataclass
 class Provisioned:
     "What provisioning found or made."
+
     database_id: int
     dashboard_id: int
     card_ids: dict
     changes: list
     url: str = ''
 
+
 def _ensure_database(mb: MetabaseClient, name: str, details: dict, changes: list) -> int:
     "Id of the Metabase database connection `name`, created when missing."
     for d in _items(mb.call('GET', '/api/database')):
-        if d.get('name') == name: return d['id']
+        if d.get('name') == name:
+            return d['id']
     changes.append(f"database {name}")
-    return mb.call('POST', '/api/database', {'name': name, 'engine': 'postgres', 'details': details, 'is_full_sync': True})['id']
+    return mb.call(
+        'POST', '/api/database', {'name': name, 'engine': 'postgres', 'details': details, 'is_full_sync': True}
+    )['id']
+
 
 def _card_body(q: Question, database_id: int) -> dict:
-    return {'name': q.name, 'description': q.description, 'display': q.display, 'visualization_settings': q.settings,
-            'dataset_query': {'type': 'native', 'database': database_id, 'native': {'query': q.sql, 'template-tags': {}}}}
+    return {
+        'name': q.name,
+        'description': q.description,
+        'display': q.display,
+        'visualization_settings': q.settings,
+        'dataset_query': {'type': 'native', 'database': database_id, 'native': {'query': q.sql, 'template-tags': {}}},
+    }
+
 
 def _ensure_cards(mb: MetabaseClient, database_id: int, changes: list) -> dict:
     "Name -> card id for every question; creates missing ones and updates changed ones."
@@ -225,40 +321,73 @@ def _ensure_cards(mb: MetabaseClient, database_id: int, changes: list) -> dict:
     for q in QUESTIONS:
         body, old = _card_body(q, database_id), have.get(q.name)
         if old is None:
-            ids[q.name] = mb.call('POST', '/api/card', body)['id']; changes.append(f"question {q.name}")
+            ids[q.name] = mb.call('POST', '/api/card', body)['id']
+            changes.append(f"question {q.name}")
             continue
         ids[q.name] = old['id']
         if any(old.get(k) != body[k] for k in ('display', 'visualization_settings', 'dataset_query')):
-            mb.call('PUT', f"/api/card/{old['id']}", body); changes.append(f"updated question {q.name}")
+            mb.call('PUT', f"/api/card/{old['id']}", body)
+            changes.append(f"updated question {q.name}")
     return ids
 
 # %% ../nbs/13_metabase.ipynb #dfe35f85
 def _ensure_dashboard(mb: MetabaseClient, card_ids: dict, changes: list) -> int:
     "Id of the dashboard, created when missing, with its cards laid out as QUESTIONS say."
-    found = [d for d in _items(mb.call('GET', '/api/dashboard')) if d.get('name') == DASHBOARD and not d.get('archived')]
-    if found: dash_id = found[0]['id']
+    found = [
+        d for d in _items(mb.call('GET', '/api/dashboard')) if d.get('name') == DASHBOARD and not d.get('archived')
+    ]
+    if found:
+        dash_id = found[0]['id']
     else:
-        dash_id = mb.call('POST', '/api/dashboard', {'name': DASHBOARD, 'description': 'Data, labels, models and signals (provisioned by cryptotft)'})['id']
+        dash_id = mb.call(
+            'POST',
+            '/api/dashboard',
+            {'name': DASHBOARD, 'description': 'Data, labels, models and signals (provisioned by cryptotft)'},
+        )['id']
         changes.append(f"dashboard {DASHBOARD}")
     current = mb.call('GET', f"/api/dashboard/{dash_id}") or {}
     old = current.get('dashcards', current.get('ordered_cards')) or []
     key = lambda c: (c.get('card_id'), c.get('row'), c.get('col'), c.get('size_x'), c.get('size_y'))
-    want = [dict(card_id=card_ids[q.name], row=q.place[0], col=q.place[1], size_x=q.place[2], size_y=q.place[3]) for q in QUESTIONS]
+    want = [
+        dict(card_id=card_ids[q.name], row=q.place[0], col=q.place[1], size_x=q.place[2], size_y=q.place[3])
+        for q in QUESTIONS
+    ]
     if sorted(map(key, old), key=str) != sorted(map(key, want), key=str):
         old_ids = {c.get('card_id'): c['id'] for c in old if 'id' in c}
-        cards = [dict(id=old_ids.get(w['card_id'], -i - 1), parameter_mappings=[], visualization_settings={}, **w)
-                 for i, w in enumerate(want)]
-        mb.call('PUT', f"/api/dashboard/{dash_id}", {'dashcards': cards}); changes.append('dashboard layout')
+        cards = [
+            dict(id=old_ids.get(w['card_id'], -i - 1), parameter_mappings=[], visualization_settings={}, **w)
+            for i, w in enumerate(want)
+        ]
+        mb.call('PUT', f"/api/dashboard/{dash_id}", {'dashcards': cards})
+        changes.append('dashboard layout')
     return dash_id
 
-def provision(url: str, email: str, password: str, *, db_host: str = 'postgres', db_port: int = 5432,
-              db_name: str = 'cryptotft', db_user: str = 'cryptotft', db_password: str = 'cryptotft-local',
-              connection_name: str = 'cryptotft', timeout: float = 30.0) -> Provisioned:
+
+def provision(
+    url: str,
+    email: str,
+    password: str,
+    *,
+    db_host: str = 'postgres',
+    db_port: int = 5432,
+    db_name: str = 'cryptotft',
+    db_user: str = 'cryptotft',
+    db_password: str = 'cryptotft-local',
+    connection_name: str = 'cryptotft',
+    timeout: float = 30.0,
+) -> Provisioned:
     "Create (or find) the database connection, the questions and the dashboard in the Metabase at `url`."
     mb = MetabaseClient(url, timeout)
     mb.login(email, password)
     changes = []
-    details = {'host': db_host, 'port': int(db_port), 'dbname': db_name, 'user': db_user, 'password': db_password, 'ssl': False}
+    details = {
+        'host': db_host,
+        'port': int(db_port),
+        'dbname': db_name,
+        'user': db_user,
+        'password': db_password,
+        'ssl': False,
+    }
     db_id = _ensure_database(mb, connection_name, details, changes)
     cards = _ensure_cards(mb, db_id, changes)
     dash = _ensure_dashboard(mb, cards, changes)

@@ -7,12 +7,15 @@ Docs: https://cryptotft.github.io/cryptotft/pipeline.html.md"""
 
 # %% ../nbs/11_pipeline.ipynb #35b44c36
 from __future__ import annotations
-import dataclasses, hashlib, json, time
+import dataclasses
+import hashlib
+import json
+import time
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from .config import Config, DataError, config_to_dict, interval_ms, new_run_id, to_ms, with_overrides
+from .config import Config, DataError, config_to_dict, new_run_id, with_overrides
 
 # %% auto #0
 __all__ = ['DEMO_SYMBOLS', 'STAGES', 'prepare_labels', 'prepare', 'data_fingerprint', 'demo_config', 'write_demo_market',
@@ -21,37 +24,56 @@ __all__ = ['DEMO_SYMBOLS', 'STAGES', 'prepare_labels', 'prepare', 'data_fingerpr
 # %% ../nbs/11_pipeline.ipynb #90a297d9
 def _label_start(db, symbol: str, interval: str):
     "Timestamp after which labels must be (re)computed; None = from the first candle."
-    if 'buy_return' not in db.columns('processed_market_data'): return None
-    q = ('SELECT MAX(timestamp) FROM processed_market_data WHERE symbol = :s AND "interval" = :i '
-         'AND buy_return IS NOT NULL')
+    if 'buy_return' not in db.columns('processed_market_data'):
+        return None
+    q = (
+        'SELECT MAX(timestamp) FROM processed_market_data WHERE symbol = :s AND "interval" = :i '
+        'AND buy_return IS NOT NULL'
+    )
     with db.engine.connect() as c:
         last = c.execute(sa.text(q), {'s': symbol, 'i': interval}).scalar()
-        if last is None: return None
-        counts = [c.execute(sa.text(
-            f'SELECT COUNT(*) FROM {t} WHERE symbol = :s AND "interval" = :i AND timestamp <= :t'),
-            {'s': symbol, 'i': interval, 't': last}).scalar() for t in ('raw_market_data', 'processed_market_data')]
+        if last is None:
+            return None
+        counts = [
+            c.execute(
+                sa.text(f'SELECT COUNT(*) FROM {t} WHERE symbol = :s AND "interval" = :i AND timestamp <= :t'),
+                {'s': symbol, 'i': interval, 't': last},
+            ).scalar()
+            for t in ('raw_market_data', 'processed_market_data')
+        ]
     return None if counts[0] != counts[1] else pd.Timestamp(int(last), unit='ms', tz='UTC')
 
 # %% ../nbs/11_pipeline.ipynb #afdcd84a
 def prepare_labels(cfg: Config, db, symbol: str, interval: str = '15', start=None) -> int:
     "Compute and upsert expected-return labels of one symbol for bars after `start` (all when None)."
     from cryptotft.labels import expected_returns, labels_for_storage
+
     after = None if start is None else start + pd.Timedelta(milliseconds=1)
     candles = db.read_candles(symbol, interval, start=after)
-    if len(candles) == 0: return 0
-    labels = expected_returns(candles, cfg.risk_profile, cfg.model.prediction_horizon,
-                              funding=db.read_funding(symbol, start=after), interval=interval)
+    if len(candles) == 0:
+        return 0
+    labels = expected_returns(
+        candles,
+        cfg.risk_profile,
+        cfg.model.prediction_horizon,
+        funding=db.read_funding(symbol, start=after),
+        interval=interval,
+    )
     rows = labels_for_storage(labels).assign(symbol=symbol, interval=interval, timestamp=candles.timestamp.to_numpy())
     return db.upsert('processed_market_data', rows)
 
 # %% ../nbs/11_pipeline.ipynb #037cca1a
-def prepare(cfg: Config, db, symbols=None, interval: str | None = None, progress: bool = True, full: bool = False) -> int:
+def prepare(
+    cfg: Config, db, symbols=None, interval: str | None = None, progress: bool = True, full: bool = False
+) -> int:
     "Indicators and labels for `symbols` (default: all stored), incrementally; returns bars labelled."
     from cryptotft.indicators import prepare_indicators
+
     interval = str(interval or cfg.data_download.interval)
     symbols = db.stored_symbols(interval) if symbols is None else list(symbols)
     missing = [s for s in symbols if db.last_timestamp(s, interval) is None]
-    if missing: raise DataError(f"no stored candles for {', '.join(missing)}: run `cryptotft download` (or demo-data) first")
+    if missing:
+        raise DataError(f"no stored candles for {', '.join(missing)}: run `cryptotft download` (or demo-data) first")
     starts = {s: None if full else _label_start(db, s, interval) for s in symbols}  # before indicators add rows
     prepare_indicators(db, symbols, interval, progress=progress, full=full)
     return sum(prepare_labels(cfg, db, s, interval, starts[s]) for s in symbols)
@@ -59,15 +81,23 @@ def prepare(cfg: Config, db, symbols=None, interval: str | None = None, progress
 # %% ../nbs/11_pipeline.ipynb #de0afedc
 def data_fingerprint(cfg: Config, db, symbols) -> str:
     "Hash of the training-relevant config and the stored data range of `symbols`."
-    d = config_to_dict(cfg); d.pop('database', None); d.pop('bybit', None)
+    d = config_to_dict(cfg)
+    d.pop('database', None)
+    d.pop('bybit', None)
     with db.engine.connect() as c:
-        rng = c.execute(sa.text('SELECT symbol, COUNT(*), MAX(timestamp) FROM processed_market_data GROUP BY symbol')).fetchall()
+        rng = c.execute(
+            sa.text('SELECT symbol, COUNT(*), MAX(timestamp) FROM processed_market_data GROUP BY symbol')
+        ).fetchall()
     state = {s: [n, t] for s, n, t in rng if s in set(symbols)}
-    return hashlib.sha256(json.dumps([d, sorted(symbols), state], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([d, sorted(symbols), state], sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+
 
 def _state(runs_dir) -> dict:
     p = Path(runs_dir) / 'pipeline_state.json'
     return json.loads(p.read_text()) if p.exists() else {}
+
 
 def _save_state(runs_dir, state: dict):
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
@@ -76,86 +106,130 @@ def _save_state(runs_dir, state: dict):
 # %% ../nbs/11_pipeline.ipynb #4948496b
 DEMO_SYMBOLS = ('BTCUSDT', 'ETHUSDT', 'SOLUSDT')
 
+
 def demo_config(cfg: Config, days: int = 90) -> Config:
     "Config of the offline demo: synthetic symbols, a small model, a short run."
-    return with_overrides(cfg, data_download=dict(symbols=DEMO_SYMBOLS, days=days),
-                          model=dict(d_model=32, num_heads=4, dropout=0.1, batch_size=256, epochs=3, learning_rate=3e-3),
-                          training=dict(window_stride=8, early_stopping_patience=2, plot_every=1))
+    return with_overrides(
+        cfg,
+        data_download=dict(symbols=DEMO_SYMBOLS, days=days),
+        model=dict(d_model=32, num_heads=4, dropout=0.1, batch_size=256, epochs=3, learning_rate=3e-3),
+        training=dict(window_stride=8, early_stopping_patience=2, plot_every=1),
+    )
+
 
 def write_demo_market(cfg: Config, db, seed: int = 7, start: str = '2024-01-01') -> int:
     "Write the SYNTHETIC demo market unless it is already stored; returns candles written."
     from cryptotft.synthetic import synthetic_market
+
     have = set(db.stored_symbols(cfg.data_download.interval))
     todo = [s for s in cfg.data_download.symbols if s not in have]
-    if not todo: return 0
+    if not todo:
+        return 0
     candles, funding = synthetic_market(todo, days=cfg.data_download.days, seed=seed, start=start, momentum=0.15)
-    db.upsert('symbols', pd.DataFrame({'symbol': todo, 'status': 'SYNTHETIC', 'contract_type': 'LinearPerpetual',
-                                       'base_coin': [s[:-4] for s in todo], 'quote_coin': 'USDT',
-                                       'launch_time': candles.groupby('symbol').timestamp.min().loc[todo].to_numpy(),
-                                       'funding_interval': 480, 'updated_at': pd.Timestamp.now(tz='UTC')}))
+    db.upsert(
+        'symbols',
+        pd.DataFrame(
+            {
+                'symbol': todo,
+                'status': 'SYNTHETIC',
+                'contract_type': 'LinearPerpetual',
+                'base_coin': [s[:-4] for s in todo],
+                'quote_coin': 'USDT',
+                'launch_time': candles.groupby('symbol').timestamp.min().loc[todo].to_numpy(),
+                'funding_interval': 480,
+                'updated_at': pd.Timestamp.now(tz='UTC'),
+            }
+        ),
+    )
     db.upsert('funding_rates', funding)
     return db.upsert('raw_market_data', candles.assign(interval=cfg.data_download.interval))
 
 # %% ../nbs/11_pipeline.ipynb #1bfd83d9
 STAGES = ('init-db', 'symbols', 'download', 'prepare', 'train', 'evaluate', 'predict', 'report')
 
+
 @dataclasses.dataclass
 class PipelineResult:
     "What a pipeline run did."
+
     run_id: str | None
     trained: bool
     stages: dict  # stage -> seconds, or 'skipped'
 
+
 def _stage(name, skip, log, timings):
     "Context helper: time a stage or mark it skipped."
+
     class _S:
         def __enter__(s):
-            s.t = time.perf_counter(); s.run = name not in skip
-            if not s.run: timings[name] = 'skipped'; log(f"[{name}] skipped")
+            s.t = time.perf_counter()
+            s.run = name not in skip
+            if not s.run:
+                timings[name] = 'skipped'
+                log(f"[{name}] skipped")
             return s
+
         def __exit__(s, *exc):
             if s.run and exc[0] is None:
-                timings[name] = round(time.perf_counter() - s.t, 1); log(f"[{name}] done in {timings[name]} s")
+                timings[name] = round(time.perf_counter() - s.t, 1)
+                log(f"[{name}] done in {timings[name]} s")
+
     return _S()
 
 # %% ../nbs/11_pipeline.ipynb #8972cf59
 def _acquire(cfg, db, demo, skip, log, t, progress):
     "Stages symbols + download (or the synthetic market in demo mode)."
     from cryptotft.download import download, validate_symbols
+
     symbols = list(cfg.data_download.symbols)
     with _stage('symbols', skip | ({'symbols'} if demo else set()), log, t) as s:
         if s.run:
             valid, invalid = validate_symbols(cfg, db, symbols)
-            for sym, why in invalid.items(): log(f"  skipping {sym}: {why}")
+            for sym, why in invalid.items():
+                log(f"  skipping {sym}: {why}")
             symbols = [x for x in symbols if x in set(valid)]
     with _stage('download', skip, log, t) as s:
-        if s.run and demo: log(f"  wrote {write_demo_market(cfg, db)} SYNTHETIC candles")
+        if s.run and demo:
+            log(f"  wrote {write_demo_market(cfg, db)} SYNTHETIC candles")
         elif s.run:
-            rep = download(cfg, db, symbols, interval=cfg.data_download.interval, days=cfg.data_download.days, progress=progress)
-            for sym, e in rep.errors.items(): log(f"  download error {sym}: {e}")
+            rep = download(
+                cfg, db, symbols, interval=cfg.data_download.interval, days=cfg.data_download.days, progress=progress
+            )
+            for sym, e in rep.errors.items():
+                log(f"  download error {sym}: {e}")
     return symbols
 
 # %% ../nbs/11_pipeline.ipynb #a5f857e7
-def run_pipeline(cfg: Config, demo: bool = False, skip=(), force: bool = False, progress: bool = True,
-                 log=print, demo_days: int = 90) -> PipelineResult:
+def run_pipeline(
+    cfg: Config, demo: bool = False, skip=(), force: bool = False, progress: bool = True, log=print, demo_days: int = 90
+) -> PipelineResult:
     "init-db -> symbols -> download -> prepare -> train -> evaluate -> predict -> report."
     from cryptotft.db import connect
+
     skip, t = set(skip), {}
     bad = skip - set(STAGES)
-    if bad: raise DataError(f"unknown stage(s) {', '.join(sorted(bad))}; stages are {', '.join(STAGES)}")
-    if demo: cfg = demo_config(cfg, demo_days)
+    if bad:
+        raise DataError(f"unknown stage(s) {', '.join(sorted(bad))}; stages are {', '.join(STAGES)}")
+    if demo:
+        cfg = demo_config(cfg, demo_days)
     runs_dir = cfg.training.runs_dir
-    with _stage('init-db', set(), log, t): db = connect(cfg.database.url); db.init_db()
+    with _stage('init-db', set(), log, t):
+        db = connect(cfg.database.url)
+        db.init_db()
     symbols = _acquire(cfg, db, demo, skip, log, t, progress)
     with _stage('prepare', skip, log, t) as s:
-        if s.run: log(f"  labelled {prepare(cfg, db, symbols, progress=progress)} bars")
+        if s.run:
+            log(f"  labelled {prepare(cfg, db, symbols, progress=progress)} bars")
     fp, state = data_fingerprint(cfg, db, symbols), _state(runs_dir)
     run_id = state.get(fp)
     if run_id and (Path(runs_dir) / run_id).exists() and not force:
         log(f"up to date: data and config unchanged since run {run_id}; nothing to train (use --force to retrain)")
         return PipelineResult(run_id, False, t)
     run_id = _train_and_report(cfg, db, symbols, skip, log, t, progress, demo)
-    if run_id: state[fp] = run_id; _save_state(runs_dir, state); write_runs_index(runs_dir, db)
+    if run_id:
+        state[fp] = run_id
+        _save_state(runs_dir, state)
+        write_runs_index(runs_dir, db)
     return PipelineResult(run_id, run_id is not None, t)
 
 # %% ../nbs/11_pipeline.ipynb #121f2714
@@ -163,38 +237,51 @@ def _train_and_report(cfg, db, symbols, skip, log, t, progress, demo):
     "Stages train, evaluate, predict, report; returns the run id (None when training was skipped)."
     from cryptotft.dataset import dataset_from_db
     from cryptotft.train import train
+
     run_id = None
     with _stage('train', skip, log, t) as s:
         if s.run:
             res = train(cfg, dataset_from_db(db, cfg, symbols=symbols), db=db, progress=progress)
-            run_id = res.run_id; log(f"  run {run_id} in {res.run_dir}")
-    if run_id is None: return None
+            run_id = res.run_id
+            log(f"  run {run_id} in {res.run_dir}")
+    if run_id is None:
+        return None
     with _stage('evaluate', skip, log, t) as s:
         if s.run:
             from cryptotft.evaluate import evaluate_run
             from cryptotft.backtest import backtest_run
+
             evaluate_run(cfg, run_id, runs_dir=cfg.training.runs_dir, db=db)
             backtest_run(cfg, run_id, runs_dir=cfg.training.runs_dir, db=db)
     with _stage('predict', skip, log, t) as s:
         if s.run:
             from cryptotft.predict import predict_run
+
             log(f"  stored {predict_run(cfg, db, run_id, runs_dir=cfg.training.runs_dir)} predictions")
     with _stage('report', skip, log, t) as s:
-        if s.run: log(f"  report {run_report(cfg, {'run_id': run_id, 'synthetic': demo})}")
+        if s.run:
+            log(f"  report {run_report(cfg, {'run_id': run_id, 'synthetic': demo})}")
     return run_id
 
 # %% ../nbs/11_pipeline.ipynb #882b0fb5
 def report_notebook() -> Path:
     "The training report notebook of this checkout (./nbs/reports first, then beside the package)."
     import cryptotft
+
     rel = Path('nbs/reports/train_report.ipynb')
     return rel if rel.exists() else Path(cryptotft.__file__).resolve().parents[1] / rel
 
+
 def _report_params(cfg: Config, params: dict, config_path) -> dict:
     "Fill the report's parameters: run id, paths as absolute strings."
-    p = {'runs_dir': str(Path(cfg.training.runs_dir).resolve()), 'db_url': cfg.database.url,
-         'config_path': str(Path(config_path).resolve()) if config_path else None, **params}
-    if not p.get('run_id'): p['run_id'] = new_run_id(p.get('task') or cfg.training.task)
+    p = {
+        'runs_dir': str(Path(cfg.training.runs_dir).resolve()),
+        'db_url': cfg.database.url,
+        'config_path': str(Path(config_path).resolve()) if config_path else None,
+        **params,
+    }
+    if not p.get('run_id'):
+        p['run_id'] = new_run_id(p.get('task') or cfg.training.task)
     return p
 
 # %% ../nbs/11_pipeline.ipynb #1b2a8bee
@@ -202,13 +289,17 @@ def run_report(cfg: Config, params: dict, notebook=None, config_path='config.yam
     "Execute the report notebook with papermill into runs/<run_id>/ and render HTML beside it."
     import papermill as pm
     from nbconvert import HTMLExporter
+
     nb = Path(notebook) if notebook else report_notebook()
-    if not nb.exists(): raise DataError(f"report notebook {nb} not found (run from the repository root or pass --notebook)")
+    if not nb.exists():
+        raise DataError(f"report notebook {nb} not found (run from the repository root or pass --notebook)")
     p = _report_params(cfg, params, config_path if config_path and Path(config_path).exists() else None)
     out = Path(p['runs_dir']) / p['run_id'] / nb.name
     out.parent.mkdir(parents=True, exist_ok=True)
-    try: pm.execute_notebook(str(nb), str(out), parameters=p, progress_bar=progress,
-                            kernel_name='python3', language='python')
+    try:
+        pm.execute_notebook(
+            str(nb), str(out), parameters=p, progress_bar=progress, kernel_name='python3', language='python'
+        )
     except pm.PapermillExecutionError as e:
         raise DataError(f"report failed in cell {e.exec_count}: {e.ename}: {e.evalue} (see {out})") from None
     html, _ = HTMLExporter().from_filename(str(out))
@@ -218,17 +309,25 @@ def run_report(cfg: Config, params: dict, notebook=None, config_path='config.yam
 # %% ../nbs/11_pipeline.ipynb #e85de22e
 _INDEX_MARK = '<!-- runs index: regenerated by `cryptotft pipeline`; edits below are lost -->'
 
+
 def runs_table(runs_dir) -> pd.DataFrame:
     "One row per run folder: id, task, symbols, data range and headline metrics from its run.json."
     rows = []
     for d in sorted(Path(runs_dir).glob('*/run.json'), reverse=True):
         m = json.loads(d.read_text())
         met = m.get('metrics') or {}
-        rows.append({'run_id': d.parent.name, 'task': m.get('task'), 'symbols': ','.join(m.get('symbols') or []),
-                     'data': f"{str(m.get('data_start', ''))[:10]} .. {str(m.get('data_end', ''))[:10]}",
-                     **{k: round(v, 4) for k, v in list(met.items())[:3] if isinstance(v, (int, float))},
-                     'report': 'yes' if (d.parent / 'train_report.ipynb').exists() else ''})
+        rows.append(
+            {
+                'run_id': d.parent.name,
+                'task': m.get('task'),
+                'symbols': ','.join(m.get('symbols') or []),
+                'data': f"{str(m.get('data_start', ''))[:10]} .. {str(m.get('data_end', ''))[:10]}",
+                **{k: round(v, 4) for k, v in list(met.items())[:3] if isinstance(v, (int, float))},
+                'report': 'yes' if (d.parent / 'train_report.ipynb').exists() else '',
+            }
+        )
     return pd.DataFrame(rows)
+
 
 def write_runs_index(runs_dir, db=None) -> Path:
     "Regenerate the table of runs at the end of runs/README.md."
@@ -239,8 +338,11 @@ def write_runs_index(runs_dir, db=None) -> Path:
     p.write_text(f"{head}\n\n{_INDEX_MARK}\n\n{body}\n")
     return p
 
+
 def _markdown_table(df: pd.DataFrame) -> str:
     "A GitHub markdown table of `df` (no extra dependency)."
-    cells = [[str(c) for c in df.columns]] + [['' if pd.isna(v) else str(v) for v in r] for r in df.itertuples(index=False)]
+    cells = [[str(c) for c in df.columns]] + [
+        ['' if pd.isna(v) else str(v) for v in r] for r in df.itertuples(index=False)
+    ]
     lines = ['| ' + ' | '.join(r) + ' |' for r in cells]
     return '\n'.join([lines[0], '|' + '---|' * len(df.columns), *lines[1:]])

@@ -8,7 +8,6 @@ Docs: https://cryptotft.github.io/cryptotft/predict.html.md"""
 
 # %% ../nbs/09_predict.ipynb #4a1270da
 from __future__ import annotations
-from pathlib import Path
 import numpy as np
 import pandas as pd
 from .config import Config, DataError, from_ms, interval_ms, to_ms
@@ -18,8 +17,22 @@ from .evaluate import point_forecast, predict_windows, load_run_artifacts
 __all__ = ['PREDICTION_COLUMNS', 'prediction_rows', 'signal_table', 'predict_run', 'latest_windows', 'predict_latest']
 
 # %% ../nbs/09_predict.ipynb #28567c70
-PREDICTION_COLUMNS = ['run_id', 'symbol', 'timestamp', 'buy_q10', 'buy_q50', 'buy_q90', 'sell_q10', 'sell_q50',
-                      'sell_q90', 'buy_prob', 'sell_prob', 'buy_return', 'sell_return']
+PREDICTION_COLUMNS = [
+    'run_id',
+    'symbol',
+    'timestamp',
+    'buy_q10',
+    'buy_q50',
+    'buy_q90',
+    'sell_q10',
+    'sell_q50',
+    'sell_q90',
+    'buy_prob',
+    'sell_prob',
+    'buy_return',
+    'sell_return',
+]
+
 
 def prediction_rows(run_id: str, symbols, timestamps, pred, quantiles=(0.1, 0.5, 0.9), labels=None) -> pd.DataFrame:
     "model_predictions rows: (n, 2, Q) quantiles or (n, 2) probabilities, plus the (n, 2) return labels when known."
@@ -30,15 +43,18 @@ def prediction_rows(run_id: str, symbols, timestamps, pred, quantiles=(0.1, 0.5,
         q = np.asarray(quantiles)
         pick = [int(np.argmin(q)), int(np.argmin(np.abs(q - 0.5))), int(np.argmax(q))]
         for k, side in enumerate(('buy', 'sell')):
-            for name, j in zip(('q10', 'q50', 'q90'), pick): out[f'{side}_{name}'] = pred[:, k, j]
-    else: out['buy_prob'], out['sell_prob'] = pred[:, 0], pred[:, 1]
+            for name, j in zip(('q10', 'q50', 'q90'), pick):
+                out[f'{side}_{name}'] = pred[:, k, j]
+    else:
+        out['buy_prob'], out['sell_prob'] = pred[:, 0], pred[:, 1]
     lab = np.full((n, 2), np.nan) if labels is None else np.asarray(labels, np.float64)
     out['buy_return'], out['sell_return'] = lab[:, 0], lab[:, 1]
     return out.astype({c: 'float64' for c in PREDICTION_COLUMNS[3:]})
 
 # %% ../nbs/09_predict.ipynb #77635c57
-def signal_table(symbols, timestamps, pred, task: str = 'regression', threshold: float | None = None,
-                 quantiles=(0.1, 0.5, 0.9)) -> pd.DataFrame:
+def signal_table(
+    symbols, timestamps, pred, task: str = 'regression', threshold: float | None = None, quantiles=(0.1, 0.5, 0.9)
+) -> pd.DataFrame:
     "symbol, timestamp, side (the better one), predicted_return / prob of that side, signal (long / short / none)."
     point = point_forecast(pred, quantiles)
     threshold = (0.5 if task == 'classification' else 0.0) if threshold is None else threshold
@@ -46,9 +62,16 @@ def signal_table(symbols, timestamps, pred, task: str = 'regression', threshold:
     score = point[np.arange(len(point)), best]
     side = np.where(best == 0, 'buy', 'sell')
     reg = task == 'regression'
-    return pd.DataFrame({'symbol': list(symbols), 'timestamp': pd.DatetimeIndex(from_ms(to_ms(timestamps))) if len(point) else [],
-                         'side': side, 'predicted_return': score if reg else np.nan, 'prob': np.nan if reg else score,
-                         'signal': np.where(score > threshold, np.where(best == 0, 'long', 'short'), 'none')})
+    return pd.DataFrame(
+        {
+            'symbol': list(symbols),
+            'timestamp': pd.DatetimeIndex(from_ms(to_ms(timestamps))) if len(point) else [],
+            'side': side,
+            'predicted_return': score if reg else np.nan,
+            'prob': np.nan if reg else score,
+            'signal': np.where(score > threshold, np.where(best == 0, 'long', 'short'), 'none'),
+        }
+    )
 
 # %% ../nbs/09_predict.ipynb #b6ebf3aa
 def predict_run(cfg: Config, db, run_id: str, runs_dir='runs') -> int:
@@ -58,8 +81,9 @@ def predict_run(cfg: Config, db, run_id: str, runs_dir='runs') -> int:
     ends = ds.ends('test')
     pred = predict_windows(art.model, ds, ends, art.task)
     labels = ds.labels[ends][:, [list(ds.label_names).index(c) for c in ('buy_return', 'sell_return')]]
-    rows = prediction_rows(run_id, np.asarray(ds.symbols)[ds.symbol_id[ends]], from_ms(ds.timestamps[ends]),
-                           pred, art.quantiles, labels)
+    rows = prediction_rows(
+        run_id, np.asarray(ds.symbols)[ds.symbol_id[ends]], from_ms(ds.timestamps[ends]), pred, art.quantiles, labels
+    )
     db.init_db()
     return db.upsert('model_predictions', rows)
 
@@ -67,10 +91,12 @@ def predict_run(cfg: Config, db, run_id: str, runs_dir='runs') -> int:
 def latest_windows(db, cfg: Config, symbols, feature_names, sequence_length: int, lookback: int = 400):
     "(Dataset of the last `lookback` + T stored bars per symbol, newest valid window end per symbol)."
     from cryptotft.dataset import TIME_FEATURES, dataset_arrays, processed_frame, valid_window_ends
+
     bar = interval_ms(cfg.data_download.interval)
     last = [db.last_timestamp(s, cfg.data_download.interval, table='processed_market_data') for s in symbols]
     known = [t for t in last if t is not None]
-    if not known: raise DataError('no processed data stored for the run\'s symbols: run `cryptotft prepare` first')
+    if not known:
+        raise DataError('no processed data stored for the run\'s symbols: run `cryptotft prepare` first')
     start = int(to_ms(min(known))) - (lookback + sequence_length) * bar
     df = processed_frame(db, cfg, list(symbols), start=start)
     # the slice's first bars lack the history of the model view's 20-bar look-back features: the first 50 are warm-up
@@ -78,20 +104,29 @@ def latest_windows(db, cfg: Config, symbols, feature_names, sequence_length: int
     base = [f for f in feature_names if f not in TIME_FEATURES]
     arr = dataset_arrays(df, base if set(base) <= set(df.columns) else None)  # the same model view as training
     if list(arr.feature_names) != list(feature_names):
-        raise DataError(f"stored features {list(arr.feature_names)[:3]}... do not match the run's feature list: re-run `cryptotft prepare`")
-    ends = valid_window_ends(arr.symbol_id, arr.timestamps, arr.row_ok, np.ones(len(arr.timestamps), bool), sequence_length, bar)
+        raise DataError(
+            f"stored features {list(arr.feature_names)[:3]}... do not match the run's feature list: re-run `cryptotft prepare`"
+        )
+    ends = valid_window_ends(
+        arr.symbol_id, arr.timestamps, arr.row_ok, np.ones(len(arr.timestamps), bool), sequence_length, bar
+    )
     newest = pd.Series(ends).groupby(arr.symbol_id[ends]).max().to_numpy() if len(ends) else np.zeros(0, np.int64)
     return arr, newest
+
 
 def predict_latest(cfg: Config, db, run_id: str, runs_dir='runs', threshold: float | None = None) -> pd.DataFrame:
     "Signal table (symbol, timestamp, side, predicted_return / prob, signal) of the newest bar of every run symbol."
     import dataclasses
+
     art = load_run_artifacts(cfg, run_id, runs_dir)
     ds = art.ds
     arr, ends = latest_windows(db, cfg, ds.symbols, ds.feature_names, ds.sequence_length)
     # the model embeds symbols by the run's numbering, not by the order read now
     sid = np.array([ds.symbols.index(s) for s in arr.symbols], dtype=np.int32)[arr.symbol_id]
-    arr = dataclasses.replace(arr, symbol_id=sid, config=ds.config, labels=np.zeros((len(sid), len(arr.label_names)), np.float32))
+    arr = dataclasses.replace(
+        arr, symbol_id=sid, config=ds.config, labels=np.zeros((len(sid), len(arr.label_names)), np.float32)
+    )
     pred = predict_windows(art.model, arr, ends, art.task)
-    return signal_table(np.asarray(ds.symbols)[sid[ends]], from_ms(arr.timestamps[ends]), pred, art.task,
-                        threshold, art.quantiles)
+    return signal_table(
+        np.asarray(ds.symbols)[sid[ends]], from_ms(arr.timestamps[ends]), pred, art.task, threshold, art.quantiles
+    )

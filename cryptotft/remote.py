@@ -7,7 +7,13 @@ Docs: https://cryptotft.github.io/cryptotft/remote.html.md"""
 
 # %% ../nbs/12_remote.ipynb #9a281e12
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, json, shlex, subprocess, time
+import contextlib
+import dataclasses
+import hashlib
+import json
+import shlex
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,13 +29,19 @@ __all__ = ['Runner', 'CODE_EXCLUDES', 'RESERVED_PARAMS', 'VAST_IMAGE', 'RemoteEr
 class RemoteError(CryptoTFTError):
     "The remote machine could not be reached or the remote job failed."
 
+
 Runner = Callable[..., subprocess.CompletedProcess]
+
 
 def run_command(argv: list[str], input: str | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
     "Run one local command (ssh, rsync, vastai) and capture its text output."
-    try: return subprocess.run(argv, input=input, capture_output=True, text=True, errors='replace', timeout=timeout)
+    try:
+        return subprocess.run(argv, input=input, capture_output=True, text=True, errors='replace', timeout=timeout)
     except FileNotFoundError:
-        raise ConfigError(f"'{argv[0]}' is not installed here: apt-get install -y rsync openssh-client (or pip install vastai)") from None
+        raise ConfigError(
+            f"'{argv[0]}' is not installed here: apt-get install -y rsync openssh-client (or pip install vastai)"
+        ) from None
+
 
 def _check(res: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
     "Raise RemoteError naming `what` and the last line of stderr when a command failed."
@@ -42,50 +54,97 @@ def _check(res: subprocess.CompletedProcess, what: str) -> subprocess.CompletedP
 @dataclass(frozen=True)
 class RemoteHost:
     "Where and how to reach the GPU machine."
+
     host: str
     port: int = 22
     user: str = 'root'
-    key: str | None = None               # private key file; None = ssh's defaults / agent
-    remote_dir: str = 'cryptotft'        # relative = under the remote home
-    python: str = 'python3'              # remote interpreter (a path skips nothing by itself: see `install`)
-    known_hosts: str | None = None       # rented hosts change keys: keep them out of ~/.ssh/known_hosts
+    key: str | None = None  # private key file; None = ssh's defaults / agent
+    remote_dir: str = 'cryptotft'  # relative = under the remote home
+    python: str = 'python3'  # remote interpreter (a path skips nothing by itself: see `install`)
+    known_hosts: str | None = None  # rented hosts change keys: keep them out of ~/.ssh/known_hosts
 
     @property
-    def target(self) -> str: return f"{self.user}@{self.host}"
+    def target(self) -> str:
+        return f"{self.user}@{self.host}"
+
     @property
-    def code_dir(self) -> str: return f"{self.remote_dir.rstrip('/')}/code"
+    def code_dir(self) -> str:
+        return f"{self.remote_dir.rstrip('/')}/code"
+
 
 def ssh_options(h: RemoteHost) -> list[str]:
     "ssh options: key login only, never prompt, survive idle links, accept a new host key once."
-    opts = ['-p', str(h.port), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=accept-new',
-            '-o', 'ConnectTimeout=20', '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4']
-    if h.key: opts += ['-i', str(h.key), '-o', 'IdentitiesOnly=yes']
-    if h.known_hosts: opts += ['-o', f'UserKnownHostsFile={h.known_hosts}']
+    opts = [
+        '-p',
+        str(h.port),
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'StrictHostKeyChecking=accept-new',
+        '-o',
+        'ConnectTimeout=20',
+        '-o',
+        'ServerAliveInterval=15',
+        '-o',
+        'ServerAliveCountMax=4',
+    ]
+    if h.key:
+        opts += ['-i', str(h.key), '-o', 'IdentitiesOnly=yes']
+    if h.known_hosts:
+        opts += ['-o', f'UserKnownHostsFile={h.known_hosts}']
     return opts
+
 
 def ssh_argv(h: RemoteHost, command: str) -> list[str]:
     "argv running shell `command` on the remote machine."
     return ['ssh', *ssh_options(h), h.target, command]
 
 # %% ../nbs/12_remote.ipynb #bc1bd2f5
-CODE_EXCLUDES = ('.git/', '.venv/', '/data/', '/runs/', '/tmp/', '__pycache__/', '*.egg-info/', '_docs/', '_proc/',
-                 '.ipynb_checkpoints/', '.pytest_cache/', '.hypothesis/', '*.db')
+CODE_EXCLUDES = (
+    '.git/',
+    '.venv/',
+    '/data/',
+    '/runs/',
+    '/tmp/',
+    '__pycache__/',
+    '*.egg-info/',
+    '_docs/',
+    '_proc/',
+    '.ipynb_checkpoints/',
+    '.pytest_cache/',
+    '.hypothesis/',
+    '*.db',
+)
+
 
 def rsync_argv(h: RemoteHost, src: str, dst: str, excludes=(), delete: bool = False) -> list[str]:
     "argv copying `src` to `dst`; prefix a side with ':' to mean the remote machine."
     side = lambda p: f"{h.target}:{p[1:]}" if p.startswith(':') else p
-    return ['rsync', '-az', '--partial', *(['--delete'] if delete else []), '-e', shlex.join(['ssh', *ssh_options(h)]),
-            *[a for x in excludes for a in ('--exclude', x)], side(src), side(dst)]
+    return [
+        'rsync',
+        '-az',
+        '--partial',
+        *(['--delete'] if delete else []),
+        '-e',
+        shlex.join(['ssh', *ssh_options(h)]),
+        *[a for x in excludes for a in ('--exclude', x)],
+        side(src),
+        side(dst),
+    ]
 
 # %% ../nbs/12_remote.ipynb #6e1fdf92
 RESERVED_PARAMS = ('run_id', 'dataset', 'runs_dir')
 
+
 def _scalar(text: str):
     "'3' -> 3, '1e-3' -> 0.001, 'true' -> True, 'null' -> None, else the text."
     for cast in (int, float):
-        try: return cast(text)
-        except ValueError: pass
+        try:
+            return cast(text)
+        except ValueError:
+            pass
     return {'true': True, 'false': False, 'null': None, 'none': None}.get(text.lower(), text)
+
 
 def parse_params(items) -> dict:
     "['epochs=3', 'name=x'] -> {'epochs': 3, 'name': 'x'}."
@@ -94,7 +153,8 @@ def parse_params(items) -> dict:
         key, sep, value = (x.strip() for x in item.partition('='))
         if not sep or not key.isidentifier():
             raise ConfigError(f"--param {item!r} must look like name=value with a Python identifier as name")
-        if key in RESERVED_PARAMS: raise ConfigError(f"--param {key} is set by cryptotft itself; drop it")
+        if key in RESERVED_PARAMS:
+            raise ConfigError(f"--param {key} is set by cryptotft itself; drop it")
         out[key] = _scalar(value)
     return out
 
@@ -102,12 +162,16 @@ def parse_params(items) -> dict:
 def job_script(h: RemoteHost, run_id: str, notebook: str, params: dict, install_marker: str | None) -> str:
     "The shell script that runs one job on the remote machine, from its code folder."
     q, run = shlex.quote, f"runs/{run_id}"
-    install = '' if install_marker is None else f"""
+    install = (
+        ''
+        if install_marker is None
+        else f"""
 if [ ! -e {q(install_marker)} ]; then
   echo "[cryptotft] installing GPU requirements (first run on this machine: minutes)"
   "$PY" -m pip install -q -e '.[gpu]' || finish $?
   touch {q(install_marker)}
 fi"""
+    )
     return f"""#!/bin/sh
 RUN={q(run)}
 mkdir -p "$RUN" && echo $$ > "$RUN/pid"
@@ -126,24 +190,36 @@ finish $?
 # %% ../nbs/12_remote.ipynb #3ac6fe86
 _SENTINEL = '@@cryptotft-state:'
 
+
 def state_command(h: RemoteHost, run_id: str, log: str) -> str:
     "Remote shell printing `log` (a command reading remote.log) then the sentinel and the job state."
     d = shlex.quote(f"{h.code_dir}/runs/{run_id}")
     # the state is read before the log: once exit_code exists the log is complete, so no last line is lost
-    return (f"cd {d} 2>/dev/null || {{ printf '\\n{_SENTINEL}missing'; exit 0; }}; "
-            f"if [ -e exit_code ]; then s=$(cat exit_code); elif [ ! -e pid ]; then s=starting; "
-            f"elif kill -0 \"$(cat pid)\" 2>/dev/null; then s=running; else s=lost; fi; "
-            f"{log} 2>/dev/null; printf '\\n{_SENTINEL}%s' \"$s\"")
+    return (
+        f"cd {d} 2>/dev/null || {{ printf '\\n{_SENTINEL}missing'; exit 0; }}; "
+        f"if [ -e exit_code ]; then s=$(cat exit_code); elif [ ! -e pid ]; then s=starting; "
+        f"elif kill -0 \"$(cat pid)\" 2>/dev/null; then s=running; else s=lost; fi; "
+        f"{log} 2>/dev/null; printf '\\n{_SENTINEL}%s' \"$s\""
+    )
+
 
 def parse_state(stdout: str) -> tuple[str, str]:
     "Split a state_command answer into (log text, state)."
     log, sep, state = stdout.rpartition('\n' + _SENTINEL)
-    if not sep: raise RemoteError('the remote machine answered without a job state (is the remote shell sh-compatible?)')
+    if not sep:
+        raise RemoteError('the remote machine answered without a job state (is the remote shell sh-compatible?)')
     return log, state.strip()
 
 # %% ../nbs/12_remote.ipynb #34db6cea
-def follow_run(h: RemoteHost, run_id: str, runner: Runner = run_command, poll_s: float = 10.0, out=print,
-               sleep=time.sleep, max_failures: int = 6) -> int:
+def follow_run(
+    h: RemoteHost,
+    run_id: str,
+    runner: Runner = run_command,
+    poll_s: float = 10.0,
+    out=print,
+    sleep=time.sleep,
+    max_failures: int = 6,
+) -> int:
     "Stream a job's new log lines until it ends; returns its exit code."
     shown, failures = 0, 0
     while True:
@@ -151,20 +227,28 @@ def follow_run(h: RemoteHost, run_id: str, runner: Runner = run_command, poll_s:
         if res.returncode != 0:
             failures += 1
             if failures > max_failures:
-                raise RemoteError(f"lost the SSH connection to {h.host}; the job keeps running: "
-                                  f"reattach with `cryptotft remote status {run_id}` or `cryptotft remote fetch {run_id}`")
-            sleep(poll_s); continue
+                raise RemoteError(
+                    f"lost the SSH connection to {h.host}; the job keeps running: "
+                    f"reattach with `cryptotft remote status {run_id}` or `cryptotft remote fetch {run_id}`"
+                )
+            sleep(poll_s)
+            continue
         failures = 0
         log, state = parse_state(res.stdout)
         lines = log.split('\n')
         complete = lines[:-1]  # the last piece is '' or a line still being written
-        if state not in ('running', 'starting') and lines[-1]: complete.append(lines[-1])
-        for line in complete: out(line)
+        if state not in ('running', 'starting') and lines[-1]:
+            complete.append(lines[-1])
+        for line in complete:
+            out(line)
         shown += len(complete)
-        if state.lstrip('-').isdigit(): return int(state)
+        if state.lstrip('-').isdigit():
+            return int(state)
         if state in ('lost', 'missing'):
-            raise RemoteError(f"remote job {run_id} is {state}: no exit code and no process (machine restarted?); "
-                              f"`cryptotft remote fetch {run_id}` brings back what it wrote")
+            raise RemoteError(
+                f"remote job {run_id} is {state}: no exit code and no process (machine restarted?); "
+                f"`cryptotft remote fetch {run_id}` brings back what it wrote"
+            )
         sleep(poll_s)
 
 # %% ../nbs/12_remote.ipynb #e930c7c5
@@ -173,44 +257,77 @@ def _probe(h: RemoteHost, runner: Runner) -> set[str]:
     check = "for t in rsync tmux; do command -v $t >/dev/null 2>&1 && echo $t; done; true"
     have = set(_check(runner(ssh_argv(h, check), timeout=60), f"ssh to {h.target}:{h.port}").stdout.split())
     if 'rsync' not in have:
-        _check(runner(ssh_argv(h, 'DEBIAN_FRONTEND=noninteractive apt-get update -qq && '
-                                  'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync'), timeout=600),
-               'installing rsync on the remote machine (install it by hand if you are not root there)')
+        _check(
+            runner(
+                ssh_argv(
+                    h,
+                    'DEBIAN_FRONTEND=noninteractive apt-get update -qq && '
+                    'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync',
+                ),
+                timeout=600,
+            ),
+            'installing rsync on the remote machine (install it by hand if you are not root there)',
+        )
         have.add('rsync')
     return have
+
 
 def _install_marker(project_dir: Path) -> str:
     "Marker file (relative to the code folder) that says the GPU extras of this pyproject are installed."
     digest = hashlib.sha256((project_dir / 'pyproject.toml').read_bytes()).hexdigest()[:12]
     return f"../.gpu-installed-{digest}"
 
+
 def _save_host(local_run: Path, h: RemoteHost, run_id: str, notebook: str):
     "Remember where a run lives so that status and fetch can re-attach by run id."
     local_run.mkdir(parents=True, exist_ok=True)
-    (local_run / 'remote.json').write_text(json.dumps({'run_id': run_id, 'notebook': notebook,
-                                                       'host': dataclasses.asdict(h)}, indent=1))
+    (local_run / 'remote.json').write_text(
+        json.dumps({'run_id': run_id, 'notebook': notebook, 'host': dataclasses.asdict(h)}, indent=1)
+    )
+
 
 def load_host(run_id: str, runs_dir: str | Path = 'runs') -> RemoteHost:
     "The RemoteHost a run was started on, from runs/<run_id>/remote.json."
     p = Path(runs_dir) / run_id / 'remote.json'
-    if not p.exists(): raise ConfigError(f"{p} does not exist: was {run_id} started with `cryptotft remote run`?")
+    if not p.exists():
+        raise ConfigError(f"{p} does not exist: was {run_id} started with `cryptotft remote run`?")
     return RemoteHost(**json.loads(p.read_text())['host'])
 
 # %% ../nbs/12_remote.ipynb #acac82e6
-def start_job(h: RemoteHost, snapshot: str | Path, params: dict | None = None, *, run_id: str | None = None,
-              project_dir: str | Path = '.', notebook: str = 'nbs/reports/train_report.ipynb',
-              runs_dir: str | Path = 'runs', install: bool = True, launcher: str = 'auto',
-              runner: Runner = run_command, out=print) -> str:
+def start_job(
+    h: RemoteHost,
+    snapshot: str | Path,
+    params: dict | None = None,
+    *,
+    run_id: str | None = None,
+    project_dir: str | Path = '.',
+    notebook: str = 'nbs/reports/train_report.ipynb',
+    runs_dir: str | Path = 'runs',
+    install: bool = True,
+    launcher: str = 'auto',
+    runner: Runner = run_command,
+    out=print,
+) -> str:
     "Sync code and snapshot to `h` and start the report notebook detached; returns the run id."
-    project_dir, snapshot, run_id = Path(project_dir).resolve(), Path(snapshot), run_id or new_run_id((params or {}).get('task') or 'regression')
-    if not (project_dir / notebook).exists(): raise ConfigError(f"notebook {notebook} not found under {project_dir}")
-    if not snapshot.is_file(): raise ConfigError(f"dataset snapshot {snapshot} does not exist: run `cryptotft export-dataset` first")
-    if launcher not in ('auto', 'tmux', 'nohup'): raise ConfigError("launcher must be 'auto', 'tmux' or 'nohup'")
-    if set(params or {}) & set(RESERVED_PARAMS): raise ConfigError(f"params {RESERVED_PARAMS} are set by cryptotft itself")
+    project_dir, snapshot, run_id = (
+        Path(project_dir).resolve(),
+        Path(snapshot),
+        run_id or new_run_id((params or {}).get('task') or 'regression'),
+    )
+    if not (project_dir / notebook).exists():
+        raise ConfigError(f"notebook {notebook} not found under {project_dir}")
+    if not snapshot.is_file():
+        raise ConfigError(f"dataset snapshot {snapshot} does not exist: run `cryptotft export-dataset` first")
+    if launcher not in ('auto', 'tmux', 'nohup'):
+        raise ConfigError("launcher must be 'auto', 'tmux' or 'nohup'")
+    if set(params or {}) & set(RESERVED_PARAMS):
+        raise ConfigError(f"params {RESERVED_PARAMS} are set by cryptotft itself")
     params = {**(params or {}), 'run_id': run_id, 'dataset': f"../snapshots/{snapshot.name}", 'runs_dir': 'runs'}
     have = _probe(h, runner)
     q = shlex.quote
-    _check(runner(ssh_argv(h, f"mkdir -p {q(h.code_dir)}/runs/{run_id} {q(h.remote_dir)}/snapshots"), timeout=60), 'mkdir')
+    _check(
+        runner(ssh_argv(h, f"mkdir -p {q(h.code_dir)}/runs/{run_id} {q(h.remote_dir)}/snapshots"), timeout=60), 'mkdir'
+    )
     out(f"[cryptotft] syncing code to {h.target}:{h.code_dir}")
     _check(runner(rsync_argv(h, f"{project_dir}/", f":{h.code_dir}/", CODE_EXCLUDES, delete=True)), 'rsync of the code')
     out(f"[cryptotft] syncing snapshot {snapshot.name} ({snapshot.stat().st_size / 1e6:.1f} MB)")
@@ -219,8 +336,11 @@ def start_job(h: RemoteHost, snapshot: str | Path, params: dict | None = None, *
     job = f"runs/{run_id}/job.sh"
     _check(runner(ssh_argv(h, f"cat > {q(h.code_dir)}/{job}"), input=script, timeout=60), 'upload of the job script')
     use_tmux = launcher == 'tmux' or (launcher == 'auto' and 'tmux' in have)
-    start = (f"tmux new-session -d -s cryptotft-{run_id} -c \"$PWD\" 'sh {job}'" if use_tmux else
-             f"nohup sh {job} >/dev/null 2>&1 </dev/null &")
+    start = (
+        f"tmux new-session -d -s cryptotft-{run_id} -c \"$PWD\" 'sh {job}'"
+        if use_tmux
+        else f"nohup sh {job} >/dev/null 2>&1 </dev/null &"
+    )
     _check(runner(ssh_argv(h, f"cd {q(h.code_dir)} && {start}"), timeout=60), 'starting the job')
     _save_host(Path(runs_dir) / run_id, h, run_id, notebook)
     out(f"[cryptotft] started {run_id} under {'tmux' if use_tmux else 'nohup'}")
@@ -230,94 +350,184 @@ def start_job(h: RemoteHost, snapshot: str | Path, params: dict | None = None, *
 @dataclass(frozen=True)
 class JobStatus:
     "What a remote job is doing now."
+
     run_id: str
-    state: str             # starting | running | finished | failed | lost | missing
+    state: str  # starting | running | finished | failed | lost | missing
     exit_code: int | None
     log_tail: str
 
-def remote_status(run_id: str, runs_dir: str | Path = 'runs', runner: Runner = run_command, lines: int = 20) -> JobStatus:
+
+def remote_status(
+    run_id: str, runs_dir: str | Path = 'runs', runner: Runner = run_command, lines: int = 20
+) -> JobStatus:
     "State and last log lines of a remote job, re-attaching from runs/<run_id>/remote.json."
     h = load_host(run_id, runs_dir)
-    res = _check(runner(ssh_argv(h, state_command(h, run_id, f"tail -n {int(lines)} remote.log")), timeout=60), f"ssh to {h.target}")
+    res = _check(
+        runner(ssh_argv(h, state_command(h, run_id, f"tail -n {int(lines)} remote.log")), timeout=60),
+        f"ssh to {h.target}",
+    )
     log, state = parse_state(res.stdout)
     if state.lstrip('-').isdigit():
         code = int(state)
         return JobStatus(run_id, 'finished' if code == 0 else 'failed', code, log)
     return JobStatus(run_id, state, None, log)
 
-def fetch_run(run_id: str, runs_dir: str | Path = 'runs', runner: Runner = run_command, wait: bool = False,
-              poll_s: float = 10.0, out=print, sleep=time.sleep) -> Path:
+
+def fetch_run(
+    run_id: str,
+    runs_dir: str | Path = 'runs',
+    runner: Runner = run_command,
+    wait: bool = False,
+    poll_s: float = 10.0,
+    out=print,
+    sleep=time.sleep,
+) -> Path:
     "Copy the remote run folder into runs_dir/<run_id>/ (after streaming the log until the end if `wait`)."
     h = load_host(run_id, runs_dir)
-    if wait: follow_run(h, run_id, runner, poll_s, out, sleep)
+    if wait:
+        follow_run(h, run_id, runner, poll_s, out, sleep)
     local = Path(runs_dir) / run_id
     _check(runner(rsync_argv(h, f":{h.code_dir}/runs/{run_id}/", f"{local}/")), f"fetching run {run_id}")
     return local
 
 # %% ../nbs/12_remote.ipynb #d8a160eb
-def run_remote(h: RemoteHost, snapshot: str | Path, params: dict | None = None, *, run_id: str | None = None,
-               project_dir: str | Path = '.', notebook: str = 'nbs/reports/train_report.ipynb',
-               runs_dir: str | Path = 'runs', install: bool = True, launcher: str = 'auto', follow: bool = True,
-               poll_s: float = 10.0, runner: Runner = run_command, out=print, sleep=time.sleep) -> Path:
+def run_remote(
+    h: RemoteHost,
+    snapshot: str | Path,
+    params: dict | None = None,
+    *,
+    run_id: str | None = None,
+    project_dir: str | Path = '.',
+    notebook: str = 'nbs/reports/train_report.ipynb',
+    runs_dir: str | Path = 'runs',
+    install: bool = True,
+    launcher: str = 'auto',
+    follow: bool = True,
+    poll_s: float = 10.0,
+    runner: Runner = run_command,
+    out=print,
+    sleep=time.sleep,
+) -> Path:
     "Start the report notebook on `h`, stream its log, fetch runs/<run_id>/; raise RemoteError if it failed."
-    run_id = start_job(h, snapshot, params, run_id=run_id, project_dir=project_dir, notebook=notebook,
-                       runs_dir=runs_dir, install=install, launcher=launcher, runner=runner, out=out)
+    run_id = start_job(
+        h,
+        snapshot,
+        params,
+        run_id=run_id,
+        project_dir=project_dir,
+        notebook=notebook,
+        runs_dir=runs_dir,
+        install=install,
+        launcher=launcher,
+        runner=runner,
+        out=out,
+    )
     local = Path(runs_dir) / run_id
-    if not follow: return local
+    if not follow:
+        return local
     code = follow_run(h, run_id, runner, poll_s, out, sleep)
     fetch_run(run_id, runs_dir, runner)
-    if code != 0: raise RemoteError(f"remote run {run_id} failed with exit code {code}; its log and partial report are in {local}")
+    if code != 0:
+        raise RemoteError(
+            f"remote run {run_id} failed with exit code {code}; its log and partial report are in {local}"
+        )
     return local
 
 # %% ../nbs/12_remote.ipynb #653a3e64
 VAST_IMAGE = 'pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime'
 
-def vast_search_argv(gpu: str = 'RTX_4090', disk_gb: int = 60, min_reliability: float = 0.98,
-                     max_dph: float | None = None) -> list[str]:
+
+def vast_search_argv(
+    gpu: str = 'RTX_4090', disk_gb: int = 60, min_reliability: float = 0.98, max_dph: float | None = None
+) -> list[str]:
     "`vastai search offers` for one rentable GPU of type `gpu`, cheapest first, as JSON."
     q = f"gpu_name={gpu} num_gpus=1 rentable=true verified=true reliability>{min_reliability} disk_space>={disk_gb}"
-    if max_dph is not None: q += f" dph_total<={max_dph}"
+    if max_dph is not None:
+        q += f" dph_total<={max_dph}"
     return ['vastai', 'search', 'offers', q, '-o', 'dph_total', '--raw']
+
 
 def vast_create_argv(offer_id: int, image: str = VAST_IMAGE, disk_gb: int = 60) -> list[str]:
     "`vastai create instance` with direct SSH access."
-    return ['vastai', 'create', 'instance', str(int(offer_id)), '--image', image, '--disk', str(int(disk_gb)),
-            '--ssh', '--direct', '--raw']
+    return [
+        'vastai',
+        'create',
+        'instance',
+        str(int(offer_id)),
+        '--image',
+        image,
+        '--disk',
+        str(int(disk_gb)),
+        '--ssh',
+        '--direct',
+        '--raw',
+    ]
 
-def vast_show_argv(instance_id: int) -> list[str]: return ['vastai', 'show', 'instance', str(int(instance_id)), '--raw']
-def vast_destroy_argv(instance_id: int) -> list[str]: return ['vastai', 'destroy', 'instance', str(int(instance_id))]
+
+def vast_show_argv(instance_id: int) -> list[str]:
+    return ['vastai', 'show', 'instance', str(int(instance_id)), '--raw']
+
+
+def vast_destroy_argv(instance_id: int) -> list[str]:
+    return ['vastai', 'destroy', 'instance', str(int(instance_id))]
 
 # %% ../nbs/12_remote.ipynb #d26a8aa5
 def _json(res, what):
-    try: return json.loads(_check(res, what).stdout)
-    except json.JSONDecodeError: raise RemoteError(f"{what} did not answer JSON: {res.stdout[:200]!r}") from None
+    try:
+        return json.loads(_check(res, what).stdout)
+    except json.JSONDecodeError:
+        raise RemoteError(f"{what} did not answer JSON: {res.stdout[:200]!r}") from None
+
 
 def find_offer(runner: Runner = run_command, **search) -> dict:
     "The cheapest offer matching `vast_search_argv(**search)`."
     offers = _json(runner(vast_search_argv(**search), timeout=60), 'vastai search offers')
-    if not offers: raise RemoteError(f"no Vast.ai offer matches {vast_search_argv(**search)[3]!r}: relax the price or disk")
+    if not offers:
+        raise RemoteError(f"no Vast.ai offer matches {vast_search_argv(**search)[3]!r}: relax the price or disk")
     return min(offers, key=lambda o: o.get('dph_total', float('inf')))
 
-def wait_for_instance(instance_id: int, key: str | None = None, runner: Runner = run_command, timeout_s: float = 900,
-                      poll_s: float = 15, sleep=time.sleep) -> RemoteHost:
+
+def wait_for_instance(
+    instance_id: int,
+    key: str | None = None,
+    runner: Runner = run_command,
+    timeout_s: float = 900,
+    poll_s: float = 15,
+    sleep=time.sleep,
+) -> RemoteHost:
     "Poll `vastai show instance` until it runs with SSH; returns its RemoteHost."
     for _ in range(max(1, int(timeout_s / max(poll_s, 1e-9)))):
         info = _json(runner(vast_show_argv(instance_id), timeout=60), 'vastai show instance')
         if info.get('actual_status') == 'running' and info.get('ssh_host') and info.get('ssh_port'):
             return RemoteHost(info['ssh_host'], int(info['ssh_port']), 'root', key)
         sleep(poll_s)
-    raise RemoteError(f"Vast.ai instance {instance_id} did not start within {timeout_s:.0f} s; destroy it with `vastai destroy instance {instance_id}`")
+    raise RemoteError(
+        f"Vast.ai instance {instance_id} did not start within {timeout_s:.0f} s; destroy it with `vastai destroy instance {instance_id}`"
+    )
+
 
 @contextlib.contextmanager
-def rented_gpu(key: str | None = None, runner: Runner = run_command, image: str = VAST_IMAGE, disk_gb: int = 60,
-               out=print, sleep=time.sleep, **search):
+def rented_gpu(
+    key: str | None = None,
+    runner: Runner = run_command,
+    image: str = VAST_IMAGE,
+    disk_gb: int = 60,
+    out=print,
+    sleep=time.sleep,
+    **search,
+):
     "Rent the cheapest matching GPU for the `with` block and destroy it afterwards, whatever happens."
     offer = find_offer(runner, disk_gb=disk_gb, **search)
     out(f"[cryptotft] renting offer {offer['id']} ({offer.get('gpu_name')}, ${offer.get('dph_total', 0):.3f}/h)")
     created = _json(runner(vast_create_argv(offer['id'], image, disk_gb), timeout=120), 'vastai create instance')
     instance = created.get('new_contract')
-    if not instance: raise RemoteError(f"vastai create instance answered without an instance id: {created}")
-    try: yield wait_for_instance(instance, key, runner, sleep=sleep)
+    if not instance:
+        raise RemoteError(f"vastai create instance answered without an instance id: {created}")
+    try:
+        yield wait_for_instance(instance, key, runner, sleep=sleep)
     finally:
         out(f"[cryptotft] destroying instance {instance}")
-        _check(runner(vast_destroy_argv(instance), timeout=120), f"vastai destroy instance {instance} (destroy it in the console!)")
+        _check(
+            runner(vast_destroy_argv(instance), timeout=120),
+            f"vastai destroy instance {instance} (destroy it in the console!)",
+        )

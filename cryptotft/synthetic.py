@@ -15,13 +15,14 @@ from .config import from_ms, interval_ms, to_ms
 __all__ = ['synthetic_market']
 
 # %% ../nbs/01b_synthetic.ipynb #db230ac8
-_PRICE0 = {'BTCUSDT': 60000.0, 'ETHUSDT': 3000.0, 'SOLUSDT': 150.0, 'BNBUSDT': 550.0, 'XRPUSDT': 0.5,
-           'DOGEUSDT': 0.12}
+_PRICE0 = {'BTCUSDT': 60000.0, 'ETHUSDT': 3000.0, 'SOLUSDT': 150.0, 'BNBUSDT': 550.0, 'XRPUSDT': 0.5, 'DOGEUSDT': 0.12}
+
 
 def _intraday_profile(minutes_of_day: np.ndarray) -> np.ndarray:
     "Relative volatility by time of day: quiet Asian night, peak at the US open."
     h = minutes_of_day / 60.0
     return 0.75 + 0.35 * np.exp(-0.5 * ((h - 15.0) / 2.0) ** 2) + 0.15 * np.exp(-0.5 * ((h - 8.0) / 1.5) ** 2)
+
 
 def _garch_t(rng, n: int, omega: float, alpha: float, beta: float, nu: float = 4.0) -> np.ndarray:
     "Unit-variance GARCH(1,1) returns with Student-t innovations."
@@ -40,13 +41,13 @@ def _one_symbol(rng, market_steps, times_ms, step_ms, price0, vol_bar, beta, mom
     season = _intraday_profile((times_ms // 60_000) % 1440)
     sub = vol_bar / np.sqrt(steps)
     # minute returns: market factor + idiosyncratic, both scaled by the bar's seasonal volatility
-    r = (beta * market_steps + 0.5 * idio[:, None] * rng.standard_normal((n, steps)))
+    r = beta * market_steps + 0.5 * idio[:, None] * rng.standard_normal((n, steps))
     r = r * (sub * season)[:, None]
     if momentum:
         bar = r.sum(1)
         drift = np.zeros(n)
         for i in range(16, n):  # causal: drift of bar i from the 16 bars before it
-            drift[i] = momentum * bar[i - 16:i].mean()
+            drift[i] = momentum * bar[i - 16 : i].mean()
             bar[i] += drift[i]
         r += (drift / steps)[:, None]
     logp = np.log(price0) + np.cumsum(r.ravel()).reshape(n, steps)
@@ -56,8 +57,17 @@ def _one_symbol(rng, market_steps, times_ms, step_ms, price0, vol_bar, beta, mom
     low = np.minimum(open_, np.exp(logp.min(1)))
     absr = np.abs(np.log(close / open_)) / vol_bar
     volume = np.exp(rng.normal(0, 0.35, n) + 0.5 * absr + 0.4 * np.log(season)) * 1e6 / price0
-    return pd.DataFrame({'timestamp': from_ms(times_ms), 'open': open_, 'high': high, 'low': low,
-                         'close': close, 'volume': volume, 'turnover': volume * (open_ + close) / 2})
+    return pd.DataFrame(
+        {
+            'timestamp': from_ms(times_ms),
+            'open': open_,
+            'high': high,
+            'low': low,
+            'close': close,
+            'volume': volume,
+            'turnover': volume * (open_ + close) / 2,
+        }
+    )
 
 # %% ../nbs/01b_synthetic.ipynb #6ced18b0
 def _funding(rng, candles: pd.DataFrame, every_h: int = 8) -> pd.DataFrame:
@@ -69,9 +79,15 @@ def _funding(rng, candles: pd.DataFrame, every_h: int = 8) -> pd.DataFrame:
     return pd.DataFrame({'timestamp': candles.timestamp[on].to_numpy(), 'rate': rate})
 
 # %% ../nbs/01b_synthetic.ipynb #ec783ed6
-def synthetic_market(symbols=('BTCUSDT', 'ETHUSDT', 'SOLUSDT'), days: int = 30, seed: int = 0,
-                     start='2024-01-01', interval: str = '15', momentum: float = 0.0,
-                     vol_annual: float = 0.7) -> tuple[pd.DataFrame, pd.DataFrame]:
+def synthetic_market(
+    symbols=('BTCUSDT', 'ETHUSDT', 'SOLUSDT'),
+    days: int = 30,
+    seed: int = 0,
+    start='2024-01-01',
+    interval: str = '15',
+    momentum: float = 0.0,
+    vol_annual: float = 0.7,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     "SYNTHETIC candles (with a `symbol` column) and funding events for `symbols`, reproducible by `seed`."
     rng = np.random.default_rng(seed)
     step_ms = interval_ms(interval)
@@ -79,14 +95,20 @@ def synthetic_market(symbols=('BTCUSDT', 'ETHUSDT', 'SOLUSDT'), days: int = 30, 
     times = int(to_ms(pd.Timestamp(start, tz='UTC'))) + step_ms * np.arange(n, dtype=np.int64)
     steps = 15
     vol_bar = vol_annual / np.sqrt(365 * 86_400_000 / step_ms)
-    market = 0.8 * np.repeat(_garch_t(rng, n, 0.05, 0.1, 0.85), steps).reshape(n, steps) * rng.standard_normal((n, steps))
+    market = (
+        0.8 * np.repeat(_garch_t(rng, n, 0.05, 0.1, 0.85), steps).reshape(n, steps) * rng.standard_normal((n, steps))
+    )
     candles, funding = [], []
     for i, s in enumerate(symbols):
         srng = np.random.default_rng([seed, i])
         p0 = _PRICE0.get(s, float(np.exp(srng.uniform(np.log(0.05), np.log(500)))))
-        c = _one_symbol(srng, market, times, step_ms, p0, vol_bar * srng.uniform(0.8, 1.6),
-                        srng.uniform(0.8, 1.3), momentum, steps)
-        candles.append(c.assign(symbol=s)); funding.append(_funding(srng, c).assign(symbol=s))
+        c = _one_symbol(
+            srng, market, times, step_ms, p0, vol_bar * srng.uniform(0.8, 1.6), srng.uniform(0.8, 1.3), momentum, steps
+        )
+        candles.append(c.assign(symbol=s))
+        funding.append(_funding(srng, c).assign(symbol=s))
     cols = ['symbol', 'timestamp', 'open', 'high', 'low', 'close', 'volume', 'turnover']
-    return (pd.concat(candles, ignore_index=True)[cols],
-            pd.concat(funding, ignore_index=True)[['symbol', 'timestamp', 'rate']])
+    return (
+        pd.concat(candles, ignore_index=True)[cols],
+        pd.concat(funding, ignore_index=True)[['symbol', 'timestamp', 'rate']],
+    )

@@ -28,30 +28,42 @@ TASKS = ('regression', 'classification')
 @dataclass(frozen=True)
 class TFTConfig:
     "Shape and size of a TFT; everything `build_tft` needs."
-    n_features: int                    # columns of the feature window (indicators + time features)
-    n_symbols: int                     # rows of the symbol embedding (the one static variable)
-    sequence_length: int = 60          # 15 h of 15-min bars: intraday cycles and recent swings
-    d_model: int = 128                 # the paper's hidden size for datasets of ~1M windows
-    num_heads: int = 8                 # d_model / 8 = 16-dim keys: several lag patterns at once
-    dropout: float = 0.2               # financial targets are noisy; the paper tunes 0.1-0.3
-    lstm_layers: int = 1               # the attention carries long range; one LSTM gives locality
-    quantiles: tuple = (0.1, 0.5, 0.9) # median plus an 80% band: enough to size and to filter trades
-    task: str = 'regression'           # regression of buy/sell_return | classification of buy/sell_profit
-    n_targets: int = 2                 # the buy side and the sell side
+
+    n_features: int  # columns of the feature window (indicators + time features)
+    n_symbols: int  # rows of the symbol embedding (the one static variable)
+    sequence_length: int = 60  # 15 h of 15-min bars: intraday cycles and recent swings
+    d_model: int = 128  # the paper's hidden size for datasets of ~1M windows
+    num_heads: int = 8  # d_model / 8 = 16-dim keys: several lag patterns at once
+    dropout: float = 0.2  # financial targets are noisy; the paper tunes 0.1-0.3
+    lstm_layers: int = 1  # the attention carries long range; one LSTM gives locality
+    quantiles: tuple = (0.1, 0.5, 0.9)  # median plus an 80% band: enough to size and to filter trades
+    task: str = 'regression'  # regression of buy/sell_return | classification of buy/sell_profit
+    n_targets: int = 2  # the buy side and the sell side
 
     def __post_init__(self):
-        if self.task not in TASKS: raise ConfigError(f"task must be one of {TASKS}, not {self.task!r}.")
-        if self.d_model % self.num_heads: raise ConfigError(f"d_model ({self.d_model}) must be a multiple of num_heads ({self.num_heads}).")
-        if not all(0 < q < 1 for q in self.quantiles): raise ConfigError(f"quantiles must lie in (0, 1), not {self.quantiles}.")
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {TASKS}, not {self.task!r}.")
+        if self.d_model % self.num_heads:
+            raise ConfigError(f"d_model ({self.d_model}) must be a multiple of num_heads ({self.num_heads}).")
+        if not all(0 < q < 1 for q in self.quantiles):
+            raise ConfigError(f"quantiles must lie in (0, 1), not {self.quantiles}.")
         object.__setattr__(self, 'quantiles', tuple(float(q) for q in self.quantiles))
 
     @classmethod
     def from_config(cls, cfg: Config, n_features: int, n_symbols: int, task: str | None = None) -> 'TFTConfig':
         "TFTConfig from a `cryptotft.config.Config` (its `model` section; task defaults to `training.task`)."
         m = cfg.model
-        return cls(n_features=n_features, n_symbols=n_symbols, sequence_length=m.sequence_length,
-                   d_model=m.d_model, num_heads=m.num_heads, dropout=m.dropout, lstm_layers=m.lstm_layers,
-                   quantiles=tuple(m.quantiles), task=task or cfg.training.task)
+        return cls(
+            n_features=n_features,
+            n_symbols=n_symbols,
+            sequence_length=m.sequence_length,
+            d_model=m.d_model,
+            num_heads=m.num_heads,
+            dropout=m.dropout,
+            lstm_layers=m.lstm_layers,
+            quantiles=tuple(m.quantiles),
+            task=task or cfg.training.task,
+        )
 
 # %% ../nbs/06_tft.ipynb #74e49256
 register = keras.saving.register_keras_serializable(package='cryptotft')
@@ -67,6 +79,7 @@ def _hash32(h):
 @register
 class HashDropout(keras.layers.Layer):
     "Inverted dropout (the paper's regulariser in every GRN and in attention) with a hashed mask."
+
     def __init__(self, rate, seed=None, shared_axes=(), **kwargs):
         super().__init__(**kwargs)
         self.rate, self.seed, self.shared_axes = rate, seed, tuple(shared_axes)
@@ -74,16 +87,17 @@ class HashDropout(keras.layers.Layer):
 
     def multiplier(self, shape):
         "A fresh inverted-dropout mask of `shape`: 0 where dropped, 1 / (1 - rate) where kept (float32)."
-        s = ops.cast(self.seed_generator.next(), 'uint32')                      # (2,) advances every step
+        s = ops.cast(self.seed_generator.next(), 'uint32')  # (2,) advances every step
         key = _hash32(s[0] * np.uint32(0x9E3779B9) + s[1] * np.uint32(0x85EBCA6B))
         n = math.prod(shape) if all(isinstance(k, int) for k in shape) else ops.prod(ops.convert_to_tensor(shape))
         bits = ops.reshape(_hash32(ops.cast(ops.arange(n), 'uint32') + key), shape)
         return ops.where(bits >= np.uint32(self.rate * 2**32), 1 / (1 - self.rate), 0.0)
 
     def call(self, x, training=None):
-        if not training or self.rate == 0: return x
+        if not training or self.rate == 0:
+            return x
         shape = tuple(1 if i in self.shared_axes else k for i, k in enumerate(ops.shape(x)))  # one coin per kept axis
-        return x * ops.cast(self.multiplier(shape), x.dtype)                   # broadcasts over the shared axes
+        return x * ops.cast(self.multiplier(shape), x.dtype)  # broadcasts over the shared axes
 
     def get_config(self):
         return {**super().get_config(), 'rate': self.rate, 'seed': self.seed, 'shared_axes': self.shared_axes}
@@ -97,6 +111,7 @@ def gate(x):
 @register
 class GatedLinearUnit(keras.layers.Layer):
     "GLU (paper eq. 5): a sigmoid gate that can suppress the block it closes."
+
     def __init__(self, units, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.units, self.dropout = units, dropout
@@ -107,12 +122,14 @@ class GatedLinearUnit(keras.layers.Layer):
         value, gate_in = ops.split(self.dense(self.drop(x, training=training)), 2, axis=-1)  # 2 x (..., units)
         return value * gate(gate_in)
 
-    def get_config(self): return {**super().get_config(), 'units': self.units, 'dropout': self.dropout}
+    def get_config(self):
+        return {**super().get_config(), 'units': self.units, 'dropout': self.dropout}
 
 
 @register
 class GatedResidualNetwork(keras.layers.Layer):
     "GRN (paper eq. 2-4): ELU layer + optional static context, GLU gate, residual add & norm."
+
     def __init__(self, units, dropout=0.0, output_units=None, use_context=False, **kwargs):
         super().__init__(**kwargs)
         self.units, self.dropout, self.output_units, self.use_context = units, dropout, output_units, use_context
@@ -128,15 +145,21 @@ class GatedResidualNetwork(keras.layers.Layer):
         eta2 = self.hidden(a)
         if self.use_context:
             c = self.context(context)
-            while len(c.shape) < len(eta2.shape): c = ops.expand_dims(c, 1)  # (B, 1, d): same context every step
+            while len(c.shape) < len(eta2.shape):
+                c = ops.expand_dims(c, 1)  # (B, 1, d): same context every step
             eta2 = eta2 + c
         eta1 = self.out(ops.elu(eta2))
         residual = self.skip(a) if self.skip is not None else a
         return self.norm(residual + self.glu(eta1, training=training))
 
     def get_config(self):
-        return {**super().get_config(), 'units': self.units, 'dropout': self.dropout,
-                'output_units': self.output_units, 'use_context': self.use_context}
+        return {
+            **super().get_config(),
+            'units': self.units,
+            'dropout': self.dropout,
+            'output_units': self.output_units,
+            'use_context': self.use_context,
+        }
 
 # %% ../nbs/06_tft.ipynb #fc1e7eb0
 def _glorot(fan_in, fan_out):
@@ -148,39 +171,49 @@ def _glorot(fan_in, fan_out):
 def _affine_init(fan_out):
     "Initializer of a (V, 2, d) stack of affine maps of a scalar: Glorot slopes (row 0), zero offsets (row 1)."
     slope = _glorot(1, fan_out)
+
     def init(shape, dtype=None):
-        return ops.concatenate([slope((shape[0], 1, shape[2]), dtype), ops.zeros((shape[0], 1, shape[2]), dtype)], axis=1)
+        return ops.concatenate(
+            [slope((shape[0], 1, shape[2]), dtype), ops.zeros((shape[0], 1, shape[2]), dtype)], axis=1
+        )
+
     return init
 
 
 def _affine_vjp(x, ab, g):
     "(dx, d ab) of `x * ab[:, :1] + ab[:, 1:]` for the upstream gradient `g` (V, N, d): d ab is one matmul."
-    xa = ops.concatenate([x, ops.ones_like(x)], axis=-1)                         # (V, N, 2): [x, 1]
+    xa = ops.concatenate([x, ops.ones_like(x)], axis=-1)  # (V, N, 2): [x, 1]
     return ops.sum(g * ab[:, :1], axis=-1, keepdims=True), ops.matmul(ops.transpose(xa, (0, 2, 1)), g)
 
 
 def _affine(x, ab):
     "`x * ab[:, :1] + ab[:, 1:]`: (V, N, 1) scalars through (V, 2, d) stacked (slope, offset) -> (V, N, d)."
+
     @ops.custom_gradient
     def forward(x, ab):
         def grad(*args, upstream=None):
             return _affine_vjp(x, ab, args[0] if upstream is None else upstream)
+
         return x * ab[:, :1] + ab[:, 1:], grad
+
     return forward(x, ops.cast(ops.convert_to_tensor(ab), x.dtype))  # a tensor: the gradient flows to the variable
 
 
 def _dropped_elu(x, ab, mask, keep):
     "`elu(_affine(x, ab)) * mask` for an inverted-dropout `mask` (0 or 1/keep), differentiated from its output."
+
     @ops.custom_gradient
     def forward(x, ab, mask):
-        e = ops.elu(x * ab[:, :1] + ab[:, 1:]) * mask                            # (V, N, d)
+        e = ops.elu(x * ab[:, :1] + ab[:, 1:]) * mask  # (V, N, d)
+
         def grad(*args, upstream=None):
             upstream = args[0] if upstream is None else upstream
-            da = upstream * mask * ops.where(e > 0, 1.0, e * keep + 1.0)         # elu'(a) = elu(a) + 1 where a <= 0
-            return *_affine_vjp(x, ab, da), ops.zeros_like(mask)                 # the mask is not learned
-        return e, grad
-    return forward(x, ops.cast(ops.convert_to_tensor(ab), x.dtype), ops.cast(mask, x.dtype))
+            da = upstream * mask * ops.where(e > 0, 1.0, e * keep + 1.0)  # elu'(a) = elu(a) + 1 where a <= 0
+            return *_affine_vjp(x, ab, da), ops.zeros_like(mask)  # the mask is not learned
 
+        return e, grad
+
+    return forward(x, ops.cast(ops.convert_to_tensor(ab), x.dtype), ops.cast(mask, x.dtype))
 
 
 def _gated_norm_sum(x, embed, z, glu_b, w, gamma, eps=1e-3):
@@ -191,6 +224,7 @@ def _gated_norm_sum(x, embed, z, glu_b, w, gamma, eps=1e-3):
     gradient: the layer norm's sums over d are matmuls with a ones column, every sum over the N rows is a
     matmul, and z's gradient is written once, as one tensor."""
     d = gamma.shape[-1]
+
     def residual(x, embed, z, glu_b):
         "(value, gate, h): the GLU's two halves, (V, N, d) each, and h = xi + GLU, the residual add."
         zb = z + glu_b
@@ -199,32 +233,36 @@ def _gated_norm_sum(x, embed, z, glu_b, w, gamma, eps=1e-3):
 
     @ops.custom_gradient
     def forward(x, embed, z, glu_b, w, gamma):
-        inv_d = ops.full((d, 1), 1.0 / d, dtype=z.dtype)                          # mean over d as a matmul
+        inv_d = ops.full((d, 1), 1.0 / d, dtype=z.dtype)  # mean over d as a matmul
         _, _, h = residual(x, embed, z, glu_b)
-        mu = ops.matmul(h, inv_d)                                                  # (V, N, 1)
+        mu = ops.matmul(h, inv_d)  # (V, N, 1)
         c = h - mu
-        r = ops.rsqrt(ops.matmul(c * c, inv_d) + eps)                              # (V, N, 1) 1 / std
+        r = ops.rsqrt(ops.matmul(c * c, inv_d) + eps)  # (V, N, 1) 1 / std
         a = w * r
+
         def grad(*args, upstream=None):
-            G = args[0] if upstream is None else upstream                          # (N, d)
-            value, s, h = residual(x, embed, z, glu_b)                             # recomputed, not stored
+            G = args[0] if upstream is None else upstream  # (N, d)
+            value, s, h = residual(x, embed, z, glu_b)  # recomputed, not stored
             c = h - mu
-            q = c * G                                                              # (V, N, d)
-            sq = ops.matmul(q, ops.transpose(gamma, (0, 2, 1)))                    # (V, N, 1) sum_j gamma c G
+            q = c * G  # (V, N, d)
+            sq = ops.matmul(q, ops.transpose(gamma, (0, 2, 1)))  # (V, N, 1) sum_j gamma c G
             m1 = ops.expand_dims(ops.transpose(ops.matmul(G, ops.transpose(gamma[:, 0]))), -1) / d  # mean_j gamma G
-            dh = a * (gamma * G - m1 - (r * r / d) * sq * c)                       # the layer norm's backward
-            dz = ops.concatenate([dh * s, dh * value * s * (1 - s)], axis=-1)      # (V, N, 2d)
-            db = ops.matmul(ops.ones_like(ops.transpose(w, (0, 2, 1))), dz)        # (V, 1, 2d): sum over N
+            dh = a * (gamma * G - m1 - (r * r / d) * sq * c)  # the layer norm's backward
+            dz = ops.concatenate([dh * s, dh * value * s * (1 - s)], axis=-1)  # (V, N, 2d)
+            db = ops.matmul(ops.ones_like(ops.transpose(w, (0, 2, 1))), dz)  # (V, 1, 2d): sum over N
             dx, dembed = _affine_vjp(x, embed, dh)
             return dx, dembed, dz, db, r * sq, ops.matmul(ops.transpose(a, (0, 2, 1)), q)
+
         return ops.sum(a * gamma * c, axis=0), grad
-    tensor = lambda v: ops.cast(ops.convert_to_tensor(v), z.dtype)                 # variables in: gradients flow to them
+
+    tensor = lambda v: ops.cast(ops.convert_to_tensor(v), z.dtype)  # variables in: gradients flow to them
     return forward(x, tensor(embed), z, tensor(glu_b), w, tensor(gamma))
 
 
 @register
 class VariableGRNs(keras.layers.Layer):
     "The per-variable GRNs of a variable selection network (eq. 7-8): all V at once, then their weighted sum."
+
     def __init__(self, n_vars, units, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.n_vars, self.units, self.dropout = n_vars, units, dropout
@@ -232,9 +270,11 @@ class VariableGRNs(keras.layers.Layer):
 
     def build(self, x_shape, weights_shape=None):
         V, d = self.n_vars, self.units
-        self.embed = self.add_weight(shape=(V, 2, d), initializer=_affine_init(d), name='embed')    # xi = [x, 1] @ embed
+        self.embed = self.add_weight(shape=(V, 2, d), initializer=_affine_init(d), name='embed')  # xi = [x, 1] @ embed
         self.hidden = self.add_weight(shape=(V, 2, d), initializer=_affine_init(d), name='hidden')  # W2 xi + b2, folded
-        self.glu_w = self.add_weight(shape=(V, d, 2 * d), initializer=_glorot(d, 2 * d), name='glu_w')  # W4|W5 (W1 merged)
+        self.glu_w = self.add_weight(
+            shape=(V, d, 2 * d), initializer=_glorot(d, 2 * d), name='glu_w'
+        )  # W4|W5 (W1 merged)
         self.glu_b = self.add_weight(shape=(V, 1, 2 * d), initializer='zeros', name='glu_b')
         self.gamma = self.add_weight(shape=(V, 1, d), initializer='ones', name='gamma')  # a layer norm per variable
         self.beta = self.add_weight(shape=(V, d), initializer='zeros', name='beta')
@@ -242,22 +282,27 @@ class VariableGRNs(keras.layers.Layer):
     def call(self, x, weights, training=None):
         "(B, T, V) inputs and (B, T, V) selection weights -> (B, T, d) weighted sum of the V GRN outputs."
         V, T, d = self.n_vars, x.shape[1], self.units
-        x = ops.reshape(ops.transpose(x, (2, 0, 1)), (V, -1, 1))           # (V, N=B*T, 1)
-        if training and self.dropout > 0:                                   # eta2 after dropout, one mask for all V
+        x = ops.reshape(ops.transpose(x, (2, 0, 1)), (V, -1, 1))  # (V, N=B*T, 1)
+        if training and self.dropout > 0:  # eta2 after dropout, one mask for all V
             mask = ops.cast(self.drop.multiplier((1, ops.shape(x)[1], d)), x.dtype)
-            eta2 = _dropped_elu(x, self.hidden, mask, 1 - self.dropout)    # (V, N, d)
-        else: eta2 = ops.elu(_affine(x, self.hidden))
-        z = ops.matmul(eta2, self.glu_w)                                    # (V, N, 2d) the GLU's value | gate, no bias
-        w = ops.reshape(ops.transpose(weights, (2, 0, 1)), (V, -1, 1))      # (V, N, 1)
-        out = _gated_norm_sum(x, self.embed, z, self.glu_b, w, self.gamma) + ops.matmul(ops.transpose(w[..., 0]), self.beta)
-        return ops.reshape(out, (-1, T, d))                                 # (B, T, d)
+            eta2 = _dropped_elu(x, self.hidden, mask, 1 - self.dropout)  # (V, N, d)
+        else:
+            eta2 = ops.elu(_affine(x, self.hidden))
+        z = ops.matmul(eta2, self.glu_w)  # (V, N, 2d) the GLU's value | gate, no bias
+        w = ops.reshape(ops.transpose(weights, (2, 0, 1)), (V, -1, 1))  # (V, N, 1)
+        out = _gated_norm_sum(x, self.embed, z, self.glu_b, w, self.gamma) + ops.matmul(
+            ops.transpose(w[..., 0]), self.beta
+        )
+        return ops.reshape(out, (-1, T, d))  # (B, T, d)
 
-    def get_config(self): return {**super().get_config(), 'n_vars': self.n_vars, 'units': self.units, 'dropout': self.dropout}
+    def get_config(self):
+        return {**super().get_config(), 'n_vars': self.n_vars, 'units': self.units, 'dropout': self.dropout}
 
 
 @register
 class VariableSelection(keras.layers.Layer):
     "Temporal variable selection network (eq. 6-8): softmax weights over inputs per step, weighted GRN outputs."
+
     def __init__(self, n_vars, units, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.n_vars, self.units, self.dropout = n_vars, units, dropout
@@ -268,32 +313,38 @@ class VariableSelection(keras.layers.Layer):
 
     def call(self, x, context, training=None):
         weights = ops.softmax(self.selection(x, context, training=training), axis=-1)  # (B, T, V)
-        return self.variable_grns(x, weights, training=training), weights             # (B, T, d), (B, T, V)
+        return self.variable_grns(x, weights, training=training), weights  # (B, T, d), (B, T, V)
 
-    def get_config(self): return {**super().get_config(), 'n_vars': self.n_vars, 'units': self.units, 'dropout': self.dropout}
+    def get_config(self):
+        return {**super().get_config(), 'n_vars': self.n_vars, 'units': self.units, 'dropout': self.dropout}
 
 # %% ../nbs/06_tft.ipynb #abb6910a
 @register
 class StaticCovariateEncoder(keras.layers.Layer):
     "Static covariate encoders (sec. 4.3): symbol -> contexts for selection, enrichment, LSTM h0 and c0."
+
     def __init__(self, n_symbols, units, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.n_symbols, self.units, self.dropout = n_symbols, units, dropout
         self.embedding = keras.layers.Embedding(n_symbols, units)
         self.static_grn = GatedResidualNetwork(units, dropout)  # the static VSN of one variable
-        self.encoders = [GatedResidualNetwork(units, dropout, name=f'context_{k}')
-                         for k in ('selection', 'enrichment', 'state_h', 'state_c')]
+        self.encoders = [
+            GatedResidualNetwork(units, dropout, name=f'context_{k}')
+            for k in ('selection', 'enrichment', 'state_h', 'state_c')
+        ]
 
     def call(self, symbol, training=None):
         zeta = self.static_grn(self.embedding(symbol), training=training)  # (B, d)
         return [encoder(zeta, training=training) for encoder in self.encoders]  # 4 x (B, d)
 
-    def get_config(self): return {**super().get_config(), 'n_symbols': self.n_symbols, 'units': self.units, 'dropout': self.dropout}
+    def get_config(self):
+        return {**super().get_config(), 'n_symbols': self.n_symbols, 'units': self.units, 'dropout': self.dropout}
 
 # %% ../nbs/06_tft.ipynb #908c6a7e
 @register
 class InterpretableMultiHeadAttention(keras.layers.Layer):
     "Interpretable multi-head attention (eq. 13-16): per-head Q/K, shared V, heads averaged, causal."
+
     def __init__(self, num_heads, units, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.num_heads, self.units, self.dropout = num_heads, units, dropout
@@ -305,34 +356,39 @@ class InterpretableMultiHeadAttention(keras.layers.Layer):
 
     def call(self, x, training=None):
         T, H, dk = x.shape[1], self.num_heads, self.head_dim
-        q = ops.reshape(self.query(x), (-1, T, H, dk))                        # (B, T, H, dk)
-        k = ops.reshape(self.key(x), (-1, T, H, dk))                          # (B, T, H, dk)
-        scores = ops.einsum('bqhd,bkhd->bhqk', q, k) / math.sqrt(dk)         # (B, H, T, T)
-        causal = ops.tril(ops.ones((T, T), dtype='bool'))                    # (T, T) query may see key <= itself
+        q = ops.reshape(self.query(x), (-1, T, H, dk))  # (B, T, H, dk)
+        k = ops.reshape(self.key(x), (-1, T, H, dk))  # (B, T, H, dk)
+        scores = ops.einsum('bqhd,bkhd->bhqk', q, k) / math.sqrt(dk)  # (B, H, T, T)
+        causal = ops.tril(ops.ones((T, T), dtype='bool'))  # (T, T) query may see key <= itself
         scores = ops.where(causal, scores, ops.cast(-1e9, scores.dtype))
-        attention = ops.mean(ops.softmax(scores, axis=-1), axis=1)           # (B, T, T) heads averaged
+        attention = ops.mean(ops.softmax(scores, axis=-1), axis=1)  # (B, T, T) heads averaged
         heads = ops.matmul(self.drop(attention, training=training), self.value(x))  # (B, T, dk)
-        return self.out(heads), attention                                    # (B, T, d), (B, T, T)
+        return self.out(heads), attention  # (B, T, d), (B, T, T)
 
-    def get_config(self): return {**super().get_config(), 'num_heads': self.num_heads, 'units': self.units, 'dropout': self.dropout}
+    def get_config(self):
+        return {**super().get_config(), 'num_heads': self.num_heads, 'units': self.units, 'dropout': self.dropout}
 
 
 @register
 class GatedSkip(keras.layers.Layer):
     "Gated skip connection (eq. 17, 19, 22): add & norm of the skipped input and a GLU of the block output."
+
     def __init__(self, units, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.units, self.dropout = units, dropout
         self.glu, self.norm = GatedLinearUnit(units, dropout), keras.layers.LayerNormalization()
 
-    def call(self, x, skip, training=None): return self.norm(skip + self.glu(x, training=training))
+    def call(self, x, skip, training=None):
+        return self.norm(skip + self.glu(x, training=training))
 
-    def get_config(self): return {**super().get_config(), 'units': self.units, 'dropout': self.dropout}
+    def get_config(self):
+        return {**super().get_config(), 'units': self.units, 'dropout': self.dropout}
 
 # %% ../nbs/06_tft.ipynb #7ae534fd
 @register
 class TemporalFusionTransformer(keras.layers.Layer):
     "The TFT (paper fig. 2) for one-step-ahead targets: returns prediction and interpretation weights."
+
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
         tc = self.tcfg = config if isinstance(config, TFTConfig) else TFTConfig(**config)
@@ -349,49 +405,61 @@ class TemporalFusionTransformer(keras.layers.Layer):
         n_out = tc.n_targets * (len(tc.quantiles) if tc.task == 'regression' else 1)
         self.head = keras.layers.Dense(n_out, dtype='float32')  # float32 outputs under a bf16 policy
 
-    def build(self, input_shape): pass  # the blocks build themselves on the first (symbolic) call
+    def build(self, input_shape):
+        pass  # the blocks build themselves on the first (symbolic) call
 
     def call(self, inputs, training=None):
         tc = self.tcfg
-        x, symbol = inputs['features'], inputs['symbol']                                   # (B, T, F), (B,)
-        c_select, c_enrich, c_h, c_c = self.static_encoder(symbol, training=training)      # 4 x (B, d)
-        selected, temporal_weights = self.selection(x, c_select, training=training)        # (B, T, d), (B, T, F)
+        x, symbol = inputs['features'], inputs['symbol']  # (B, T, F), (B,)
+        c_select, c_enrich, c_h, c_c = self.static_encoder(symbol, training=training)  # 4 x (B, d)
+        selected, temporal_weights = self.selection(x, c_select, training=training)  # (B, T, d), (B, T, F)
         h = selected
-        for lstm in self.lstms: h = lstm(h, initial_state=[c_h, c_c], training=training)   # (B, T, d)
-        temporal = self.lstm_gate(h, selected, training=training)                          # (B, T, d)
-        enriched = self.enrichment(temporal, c_enrich, training=training)                  # (B, T, d)
-        attended, attention = self.attention(enriched, training=training)                  # (B, T, d), (B, T, T)
-        last = self.attention_gate(attended[:, -1], enriched[:, -1], training=training)    # (B, d) forecast bar
-        psi = self.position_wise(last, training=training)                                  # (B, d)
-        out = self.head(self.output_gate(psi, temporal[:, -1]))                            # (B, n_out)
-        if tc.task == 'regression': prediction = ops.reshape(out, (-1, tc.n_targets, len(tc.quantiles)))  # (B, 2, Q)
-        else: prediction = ops.sigmoid(out)                                                # (B, 2)
-        return {'prediction': prediction, 'attention': ops.cast(attention, 'float32'),
-                'temporal_weights': ops.cast(temporal_weights, 'float32')}
+        for lstm in self.lstms:
+            h = lstm(h, initial_state=[c_h, c_c], training=training)  # (B, T, d)
+        temporal = self.lstm_gate(h, selected, training=training)  # (B, T, d)
+        enriched = self.enrichment(temporal, c_enrich, training=training)  # (B, T, d)
+        attended, attention = self.attention(enriched, training=training)  # (B, T, d), (B, T, T)
+        last = self.attention_gate(attended[:, -1], enriched[:, -1], training=training)  # (B, d) forecast bar
+        psi = self.position_wise(last, training=training)  # (B, d)
+        out = self.head(self.output_gate(psi, temporal[:, -1]))  # (B, n_out)
+        if tc.task == 'regression':
+            prediction = ops.reshape(out, (-1, tc.n_targets, len(tc.quantiles)))  # (B, 2, Q)
+        else:
+            prediction = ops.sigmoid(out)  # (B, 2)
+        return {
+            'prediction': prediction,
+            'attention': ops.cast(attention, 'float32'),
+            'temporal_weights': ops.cast(temporal_weights, 'float32'),
+        }
 
-    def get_config(self): return {**super().get_config(), 'config': asdict(self.tcfg)}
+    def get_config(self):
+        return {**super().get_config(), 'config': asdict(self.tcfg)}
 
 
 def build_tft(tcfg: TFTConfig) -> keras.Model:
     "Functional Keras model: {'features': (B, T, F) float32, 'symbol': (B,) int32} -> dict of outputs."
-    inputs = {'features': keras.Input((tcfg.sequence_length, tcfg.n_features), name='features'),
-              'symbol': keras.Input((), dtype='int32', name='symbol')}
+    inputs = {
+        'features': keras.Input((tcfg.sequence_length, tcfg.n_features), name='features'),
+        'symbol': keras.Input((), dtype='int32', name='symbol'),
+    }
     return keras.Model(inputs, TemporalFusionTransformer(tcfg, name='tft')(inputs), name='tft_model')
 
 # %% ../nbs/06_tft.ipynb #ab188b49
 @register
 class QuantileLoss(keras.losses.Loss):
     "Pinball loss (paper eq. 24) of (B, n_targets) targets against (B, n_targets, Q) quantile predictions."
+
     def __init__(self, quantiles=(0.1, 0.5, 0.9), name='quantile_loss', **kwargs):
         super().__init__(name=name, **kwargs)
         self.quantiles = tuple(float(q) for q in quantiles)
 
     def call(self, y_true, y_pred):
-        q = ops.convert_to_tensor(self.quantiles, dtype=y_pred.dtype)           # (Q,)
-        error = ops.expand_dims(ops.cast(y_true, y_pred.dtype), -1) - y_pred    # (B, n_targets, Q)
+        q = ops.convert_to_tensor(self.quantiles, dtype=y_pred.dtype)  # (Q,)
+        error = ops.expand_dims(ops.cast(y_true, y_pred.dtype), -1) - y_pred  # (B, n_targets, Q)
         return ops.mean(ops.maximum(q * error, (q - 1) * error), axis=(-2, -1))  # (B,)
 
-    def get_config(self): return {**super().get_config(), 'quantiles': list(self.quantiles)}
+    def get_config(self):
+        return {**super().get_config(), 'quantiles': list(self.quantiles)}
 
 
 def quantile_loss(quantiles=(0.1, 0.5, 0.9)) -> QuantileLoss:
@@ -401,7 +469,8 @@ def quantile_loss(quantiles=(0.1, 0.5, 0.9)) -> QuantileLoss:
 
 def prediction_loss(tcfg: TFTConfig) -> keras.losses.Loss:
     "The training loss of the model's 'prediction' output for the task of `tcfg`."
-    if tcfg.task == 'regression': return quantile_loss(tcfg.quantiles)
+    if tcfg.task == 'regression':
+        return quantile_loss(tcfg.quantiles)
     return keras.losses.BinaryCrossentropy(name='binary_crossentropy')
 
 # %% ../nbs/06_tft.ipynb #8f180215
@@ -415,5 +484,5 @@ def feature_importance(temporal_weights, feature_names) -> pd.DataFrame:
 def attention_profile(attention) -> pd.DataFrame:
     "Mean attention of the forecast bar by lag (0 = the last bar); takes (B, T, T) or last-row (B, T) weights."
     a = np.asarray(attention, dtype='float64')
-    last = a[:, -1, :] if a.ndim == 3 else a                                    # (B, T) keys seen by the last bar
+    last = a[:, -1, :] if a.ndim == 3 else a  # (B, T) keys seen by the last bar
     return pd.DataFrame({'lag': np.arange(last.shape[1]), 'attention': last.mean(0)[::-1]})

@@ -8,7 +8,11 @@ Docs: https://cryptotft.github.io/cryptotft/train.html.md"""
 
 # %% ../nbs/07_train.ipynb #3e0bb1ad
 from __future__ import annotations
-import importlib.util, json, math, os, shutil
+import importlib.util
+import json
+import math
+import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import numpy as np
@@ -17,8 +21,16 @@ import keras
 import tensorflow as tf
 from keras import ops
 from .config import Config, DataError, config_to_dict, from_ms, new_run_id, with_overrides
-from .dataset import (Dataset, TARGETS, export_dataset, fit_scaler, get_batch, reindex_if_needed, split_table,
-                               window_rows)
+from cryptotft.dataset import (
+    Dataset,
+    TARGETS,
+    export_dataset,
+    fit_scaler,
+    get_batch,
+    reindex_if_needed,
+    split_table,
+    window_rows,
+)
 from .tft import TFTConfig, build_tft, feature_importance, prediction_loss
 
 # %% auto #0
@@ -31,24 +43,38 @@ def dataset_tensors(ds: Dataset, task: str):
     with tf.device('/CPU:0'):
         return (tf.constant(ds.features), tf.constant(ds.symbol_id), tf.constant(ds.targets(task)))
 
-def window_pipeline(ds: Dataset, ends, task: str, batch_size: int, shuffle: bool = False, seed: int = 0,
-                    tensors=None, sequence_length: int | None = None) -> tf.data.Dataset:
+
+def window_pipeline(
+    ds: Dataset,
+    ends,
+    task: str,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    tensors=None,
+    sequence_length: int | None = None,
+) -> tf.data.Dataset:
     "tf.data of ({'features': (B, T, F), 'symbol': (B,)}, {'prediction': (B, 2)}) gathered from window ends."
     X, S, Y = tensors or dataset_tensors(ds, task)
     ends = np.asarray(ends, dtype=np.int32 if len(ds.timestamps) < 2**31 else np.int64)
     offsets = tf.range(-(sequence_length or ds.sequence_length) + 1, 1, dtype=ends.dtype)  # (T,)
 
-    def gather(e):                                                                 # e: (B,)
-        return ({'features': tf.gather(X, e[:, None] + offsets), 'symbol': tf.gather(S, e)},  # (B, T, F), (B,)
-                {'prediction': tf.gather(Y, e)})                                   # (B, 2)
+    def gather(e):  # e: (B,)
+        return (
+            {'features': tf.gather(X, e[:, None] + offsets), 'symbol': tf.gather(S, e)},  # (B, T, F), (B,)
+            {'prediction': tf.gather(Y, e)},
+        )  # (B, 2)
+
     data = tf.data.Dataset.from_tensor_slices(ends)
-    if shuffle: data = data.shuffle(len(ends), seed=seed, reshuffle_each_iteration=True)
+    if shuffle:
+        data = data.shuffle(len(ends), seed=seed, reshuffle_each_iteration=True)
     return data.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 # %% ../nbs/07_train.ipynb #2cacbee7
 @keras.saving.register_keras_serializable(package='cryptotft')
 class Standardize(keras.layers.Layer):
     "The training-row scaler inside the model: (x - mean) / std, clipped to +-clip."
+
     def __init__(self, mean, std, clip=5.0, **kwargs):
         super().__init__(**{'dtype': 'float32', **kwargs})
         self.mean, self.std, self.clip = [float(v) for v in mean], [float(v) for v in std], float(clip)
@@ -57,41 +83,54 @@ class Standardize(keras.layers.Layer):
         z = (x - ops.convert_to_tensor(self.mean, x.dtype)) / ops.convert_to_tensor(self.std, x.dtype)
         return ops.clip(z, -self.clip, self.clip)
 
-    def get_config(self): return {**super().get_config(), 'mean': self.mean, 'std': self.std, 'clip': self.clip}
+    def get_config(self):
+        return {**super().get_config(), 'mean': self.mean, 'std': self.std, 'clip': self.clip}
+
 
 def precision_policy(precision: str = 'auto') -> str:
     "Keras dtype policy: 'auto' = mixed bf16 / fp16 on a GPU (by compute capability), float32 on CPU."
-    if precision != 'auto': return precision
+    if precision != 'auto':
+        return precision
     gpus = tf.config.list_physical_devices('GPU')
-    if not gpus: return 'float32'
+    if not gpus:
+        return 'float32'
     cc = tf.config.experimental.get_device_details(gpus[0]).get('compute_capability', (0, 0))
     return 'mixed_bfloat16' if tuple(cc) >= (8, 0) else 'mixed_float16'
+
 
 def build_model(tcfg: TFTConfig, scaler: dict, policy: str = 'float32') -> keras.Model:
     "Raw-feature model: Standardize(scaler) -> TFT, built under the Keras dtype `policy`."
     keras.mixed_precision.set_global_policy(policy)
     try:
-        inputs = {'features': keras.Input((tcfg.sequence_length, tcfg.n_features), name='features'),
-                  'symbol': keras.Input((), dtype='int32', name='symbol')}
+        inputs = {
+            'features': keras.Input((tcfg.sequence_length, tcfg.n_features), name='features'),
+            'symbol': keras.Input((), dtype='int32', name='symbol'),
+        }
         x = Standardize(scaler['mean'], scaler['std'], scaler.get('clip', 5.0), name='scaler')(inputs['features'])
         return keras.Model(inputs, build_tft(tcfg)({'features': x, 'symbol': inputs['symbol']}), name='cryptotft')
-    finally: keras.mixed_precision.set_global_policy('float32')
+    finally:
+        keras.mixed_precision.set_global_policy('float32')
 
 # %% ../nbs/07_train.ipynb #6e547a09
-def predict_windows(model: keras.Model, ds: Dataset, ends, batch_size: int = 1024, task: str = 'regression') -> np.ndarray:
+def predict_windows(
+    model: keras.Model, ds: Dataset, ends, batch_size: int = 1024, task: str = 'regression'
+) -> np.ndarray:
     "The model's 'prediction' for the windows ending at `ends`: (n, 2, Q) quantiles or (n, 2) probabilities."
     head = keras.Model(model.inputs, model.output['prediction'])  # skip the (n, T, T) attention
-    T = model.input['features'].shape[1]                          # the model's window, whatever ds was indexed for
+    T = model.input['features'].shape[1]  # the model's window, whatever ds was indexed for
     return head.predict(window_pipeline(ds, ends, task, batch_size, sequence_length=T), verbose=0).astype(np.float32)
+
 
 def split_metrics(y: np.ndarray, pred: np.ndarray, task: str, quantiles=(0.1, 0.5, 0.9)) -> dict:
     "Summary scores of predictions `pred` against targets `y` (n, 2) of `task`."
     from sklearn.metrics import roc_auc_score
+
     out = {'n': int(len(y))}
     for s, side in enumerate(('buy', 'sell')):
         t, p = y[:, s].astype(np.float64), pred[:, s].astype(np.float64)
         if task == 'regression':
-            q = np.asarray(quantiles); mid = int(np.argmin(np.abs(q - 0.5)))
+            q = np.asarray(quantiles)
+            mid = int(np.argmin(np.abs(q - 0.5)))
             err = t[:, None] - p
             out[f'{side}_pinball'] = float(np.maximum(q * err, (q - 1) * err).mean())
             out[f'{side}_mae'] = float(np.abs(err[:, mid]).mean())
@@ -105,15 +144,19 @@ def split_metrics(y: np.ndarray, pred: np.ndarray, task: str, quantiles=(0.1, 0.
     return out
 
 # %% ../nbs/07_train.ipynb #65b694ae
-def training_figure(history: pd.DataFrame, y: np.ndarray, pred: np.ndarray, importance: pd.DataFrame,
-                    task: str, title: str = ''):
+def training_figure(
+    history: pd.DataFrame, y: np.ndarray, pred: np.ndarray, importance: pd.DataFrame, task: str, title: str = ''
+):
     "Loss curves, predicted vs actual on a validation sample, feature importance: one Figure."
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=(13, 3.6), layout='constrained')
     a, b, c = fig.subplots(1, 3, width_ratios=(1, 1, 1.2))
     for col in ('loss', 'val_loss'):
-        if col in history: a.plot(history['epoch'] + 1, history[col], marker='o', ms=3, label=col)
-    a.set(xlabel='epoch', title='loss'); a.legend(fontsize=8)
+        if col in history:
+            a.plot(history['epoch'] + 1, history[col], marker='o', ms=3, label=col)
+    a.set(xlabel='epoch', title='loss')
+    a.legend(fontsize=8)
     for s, (side, colr) in enumerate((('buy', 'C2'), ('sell', 'C3'))):
         if task == 'regression':
             b.scatter(y[:, s], pred[:, s, pred.shape[-1] // 2], s=4, alpha=0.4, c=colr, label=side)
@@ -121,25 +164,34 @@ def training_figure(history: pd.DataFrame, y: np.ndarray, pred: np.ndarray, impo
             bins = np.clip((pred[:, s] * 10).astype(int), 0, 9)
             rate = pd.Series(y[:, s]).groupby(bins).mean()
             b.plot((rate.index + 0.5) / 10, rate.values, marker='o', c=colr, label=side)
-    b.set(xlabel='actual' if task == 'regression' else 'predicted probability',
-          ylabel='predicted median' if task == 'regression' else 'realised profit rate', title='validation sample')
+    b.set(
+        xlabel='actual' if task == 'regression' else 'predicted probability',
+        ylabel='predicted median' if task == 'regression' else 'realised profit rate',
+        title='validation sample',
+    )
     b.legend(fontsize=8)
     top = importance.head(15).iloc[::-1]
-    c.barh(top['feature'], top['importance'], color='C0'); c.set(title='variable selection weight')
+    c.barh(top['feature'], top['importance'], color='C0')
+    c.set(title='variable selection weight')
     c.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10)
     return fig
 
+
 def _notebook_display():
     "IPython's display when running in a Jupyter kernel, else None."
-    try: from IPython import get_ipython; from IPython.display import display
-    except ImportError: return None
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return None
     ip = get_ipython()
     return display if ip is not None and type(ip).__name__ == 'ZMQInteractiveShell' else None
 
 # %% ../nbs/07_train.ipynb #34282c86
 class LivePlot(keras.callbacks.Callback):
     "Every `every` epochs: redraw the training figure in place (notebook) and save it under `plot_dir`."
+
     def __init__(self, every: int, plot_dir, sample, task: str, feature_names, live: bool | None = None):
         super().__init__()
         self.every, self.plot_dir, self.task, self.names = max(1, int(every)), Path(plot_dir), task, list(feature_names)
@@ -149,40 +201,49 @@ class LivePlot(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.rows.append({'epoch': epoch, **(logs or {})})
-        if (epoch + 1) % self.every == 0: self.draw(epoch)
+        if (epoch + 1) % self.every == 0:
+            self.draw(epoch)
 
     def draw(self, epoch):
         out = self.model(self.x, training=False)
         imp = feature_importance(out['temporal_weights'], self.names)
-        fig = training_figure(pd.DataFrame(self.rows), self.y, np.asarray(out['prediction']), imp, self.task,
-                              f'epoch {epoch + 1}')
+        fig = training_figure(
+            pd.DataFrame(self.rows), self.y, np.asarray(out['prediction']), imp, self.task, f'epoch {epoch + 1}'
+        )
         self.plot_dir.mkdir(parents=True, exist_ok=True)
         fig.savefig(self.plot_dir / f'epoch_{epoch + 1:03d}.png', dpi=80)
         if self.display is not None:
-            if self.handle is None: self.handle = self.display(fig, display_id=True)
-            else: self.handle.update(fig)
+            if self.handle is None:
+                self.handle = self.display(fig, display_id=True)
+            else:
+                self.handle.update(fig)
 
 # %% ../nbs/07_train.ipynb #03483aa4
 @dataclass
 class TrainResult:
     "What a training run returns: where it lives, how the loss went, how it scored."
+
     run_id: str
     run_dir: Path
     history: pd.DataFrame
     metrics: dict
     model: keras.Model | None = field(default=None, repr=False)
 
+
 def _snapshot(ds: Dataset, run_dir: Path) -> Path:
     "The dataset snapshot inside the run folder: a hard link to the source file when possible."
     dst = run_dir / 'dataset.npz'
     if ds.source and Path(ds.source).exists():
-        try: os.link(ds.source, dst)
-        except OSError: shutil.copyfile(ds.source, dst)
+        try:
+            os.link(ds.source, dst)
+        except OSError:
+            shutil.copyfile(ds.source, dst)
         return dst
     return export_dataset(ds, dst)
 
 # %% ../nbs/07_train.ipynb #899a112e
 XLA_MIN_STEPS = 500  # planned optimizer steps from which compiling the train step with XLA pays off
+
 
 def _compile(model: keras.Model, tcfg: TFTConfig, cfg: Config, steps: int):
     "AdamW with cosine decay over the planned steps, the task's loss on 'prediction' only."
@@ -190,19 +251,26 @@ def _compile(model: keras.Model, tcfg: TFTConfig, cfg: Config, steps: int):
     lr = keras.optimizers.schedules.CosineDecay(m.learning_rate, decay_steps=max(1, steps * m.epochs), alpha=0.05)
     # no compiled metrics: Keras then wants targets for every output; split_metrics scores after fit
     # XLA trains 1.6x faster (bench_train) but compiling costs ~30 s: worth it for real runs, not for tiny ones
-    model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=m.weight_decay, clipnorm=1.0),
-                  loss={'prediction': prediction_loss(tcfg)}, jit_compile=steps * m.epochs >= XLA_MIN_STEPS,
-                  steps_per_execution=4 if m.d_model <= 64 else 1)  # small models: less per-step overhead (bench_train)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(lr, weight_decay=m.weight_decay, clipnorm=1.0),
+        loss={'prediction': prediction_loss(tcfg)},
+        jit_compile=steps * m.epochs >= XLA_MIN_STEPS,
+        steps_per_execution=4 if m.d_model <= 64 else 1,
+    )  # small models: less per-step overhead (bench_train)
+
 
 def _callbacks(cfg: Config, run_dir: Path, sample, task: str, names, live) -> list:
     "Checkpoint, early stopping, CSV log, live plots and (when the tensorboard package is installed) TensorBoard."
-    out = [keras.callbacks.ModelCheckpoint(run_dir / 'model.keras', monitor='val_loss', save_best_only=True),
-           keras.callbacks.EarlyStopping(monitor='val_loss', patience=cfg.training.early_stopping_patience),
-           keras.callbacks.CSVLogger(run_dir / 'history.csv'),
-           LivePlot(cfg.training.plot_every, run_dir / 'plots', sample, task, names, live)]
+    out = [
+        keras.callbacks.ModelCheckpoint(run_dir / 'model.keras', monitor='val_loss', save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor='val_loss', patience=cfg.training.early_stopping_patience),
+        keras.callbacks.CSVLogger(run_dir / 'history.csv'),
+        LivePlot(cfg.training.plot_every, run_dir / 'plots', sample, task, names, live),
+    ]
     if importlib.util.find_spec('tensorboard') is not None:  # tensorflow-cpu wheels may come without it
         out.append(keras.callbacks.TensorBoard(run_dir / 'tensorboard', write_graph=False, profile_batch=0))
     return out
+
 
 def _val_sample(ds: Dataset, ends, task: str, n: int = 512):
     "A fixed, evenly spread sample of validation windows for the live plots."
@@ -212,33 +280,76 @@ def _val_sample(ds: Dataset, ends, task: str, n: int = 512):
 def _run_record(run_id, task, fold, cfg, ds, tcfg, scaler, policy, metrics, status) -> dict:
     "The run.json content (and the model_metadata config) of a run."
     rng = ds.config['data_range']
-    return {'run_id': run_id, 'task': task, 'fold': fold, 'status': status, 'precision': policy,
-            'config': config_to_dict(cfg), 'tft_config': asdict(tcfg), 'feature_names': list(ds.feature_names),
-            'symbols': list(ds.symbols), 'label_names': list(ds.label_names), 'targets': list(TARGETS[task]),
-            'data_range': {**rng, 'start_utc': str(from_ms(rng['start'])), 'end_utc': str(from_ms(rng['end']))},
-            'index': ds.config['index'], 'boundaries': ds.config['boundaries'],
-            'splits': split_table(ds, run_id).to_dict('records'),
-            'scaler': {'mean': np.asarray(scaler['mean']).tolist(), 'std': np.asarray(scaler['std']).tolist(), 'clip': scaler['clip']},
-            'metrics': metrics, 'dataset': 'dataset.npz',
-            'artifacts': {k: k for k in ('model.keras', 'run.json', 'scaler.json', 'history.csv', 'dataset.npz', 'plots', 'tensorboard')},
-            'versions': {'keras': keras.__version__, 'tensorflow': tf.__version__}}
+    return {
+        'run_id': run_id,
+        'task': task,
+        'fold': fold,
+        'status': status,
+        'precision': policy,
+        'config': config_to_dict(cfg),
+        'tft_config': asdict(tcfg),
+        'feature_names': list(ds.feature_names),
+        'symbols': list(ds.symbols),
+        'label_names': list(ds.label_names),
+        'targets': list(TARGETS[task]),
+        'data_range': {**rng, 'start_utc': str(from_ms(rng['start'])), 'end_utc': str(from_ms(rng['end']))},
+        'index': ds.config['index'],
+        'boundaries': ds.config['boundaries'],
+        'splits': split_table(ds, run_id).to_dict('records'),
+        'scaler': {
+            'mean': np.asarray(scaler['mean']).tolist(),
+            'std': np.asarray(scaler['std']).tolist(),
+            'clip': scaler['clip'],
+        },
+        'metrics': metrics,
+        'dataset': 'dataset.npz',
+        'artifacts': {
+            k: k
+            for k in ('model.keras', 'run.json', 'scaler.json', 'history.csv', 'dataset.npz', 'plots', 'tensorboard')
+        },
+        'versions': {'keras': keras.__version__, 'tensorflow': tf.__version__},
+    }
+
 
 def _write_record(run_dir: Path, rec: dict, db=None):
     "run.json (and the model_metadata row when a database is given)."
     (run_dir / 'run.json').write_text(json.dumps(rec, indent=1, default=float))
     if db is not None:
         arts = {k: str((run_dir / v).resolve()) for k, v in rec['artifacts'].items()}
-        db.record_run(rec['run_id'], rec['task'], rec['status'], rec['symbols'], int(rec['data_range']['start']),
-                      int(rec['data_range']['end']), rec['config'], rec['metrics'], arts)
+        db.record_run(
+            rec['run_id'],
+            rec['task'],
+            rec['status'],
+            rec['symbols'],
+            int(rec['data_range']['start']),
+            int(rec['data_range']['end']),
+            rec['config'],
+            rec['metrics'],
+            arts,
+        )
 
 # %% ../nbs/07_train.ipynb #617dd0f3
-def train(cfg: Config, ds: Dataset, task: str | None = None, epochs: int | None = None, batch_size: int | None = None,
-          run_id: str | None = None, runs_dir=None, db=None, progress: bool = True, fold: int = 0,
-          precision: str = 'auto', live_plots: bool | None = None) -> TrainResult:
+def train(
+    cfg: Config,
+    ds: Dataset,
+    task: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    run_id: str | None = None,
+    runs_dir=None,
+    db=None,
+    progress: bool = True,
+    fold: int = 0,
+    precision: str = 'auto',
+    live_plots: bool | None = None,
+) -> TrainResult:
     "Fit a TFT on `ds` (split `fold`), keep the best checkpoint and write runs/<run_id>/ (and db rows)."
     task = task or cfg.training.task
-    cfg = with_overrides(cfg, model={'epochs': epochs or cfg.model.epochs, 'batch_size': batch_size or cfg.model.batch_size},
-                         training={'task': task})
+    cfg = with_overrides(
+        cfg,
+        model={'epochs': epochs or cfg.model.epochs, 'batch_size': batch_size or cfg.model.batch_size},
+        training={'task': task},
+    )
     ds, bs, T = reindex_if_needed(ds, cfg), cfg.model.batch_size, cfg.model.sequence_length
     keras.utils.set_random_seed(cfg.training.seed)
     run_id = run_id or new_run_id(task)
@@ -246,24 +357,40 @@ def train(cfg: Config, ds: Dataset, task: str | None = None, epochs: int | None 
     run_dir.mkdir(parents=True, exist_ok=True)
     train_ends, val_ends = ds.ends('train', fold), ds.ends('val', fold)
     scaler = ds.scaler if fold == 0 else fit_scaler(ds.features, window_rows(train_ends, T, len(ds.timestamps)))
-    (run_dir / 'scaler.json').write_text(json.dumps({'features': ds.feature_names, 'mean': scaler['mean'].tolist(),
-                                                     'std': scaler['std'].tolist(), 'clip': scaler['clip']}))
+    (run_dir / 'scaler.json').write_text(
+        json.dumps(
+            {
+                'features': ds.feature_names,
+                'mean': scaler['mean'].tolist(),
+                'std': scaler['std'].tolist(),
+                'clip': scaler['clip'],
+            }
+        )
+    )
     tcfg, policy = TFTConfig.from_config(cfg, ds.features.shape[1], len(ds.symbols), task), precision_policy(precision)
     model = build_model(tcfg, scaler, policy)
     _compile(model, tcfg, cfg, math.ceil(len(train_ends) / bs))
     _snapshot(ds, run_dir)
     rec = _run_record(run_id, task, fold, cfg, ds, tcfg, scaler, policy, {}, 'running')
     _write_record(run_dir, rec, db)
-    if db is not None: db.upsert('training_sequences', split_table(ds, run_id))
+    if db is not None:
+        db.upsert('training_sequences', split_table(ds, run_id))
     tensors = dataset_tensors(ds, task)
-    fit = model.fit(window_pipeline(ds, train_ends, task, bs, True, cfg.training.seed, tensors),
-                    validation_data=window_pipeline(ds, val_ends, task, bs, tensors=tensors), epochs=cfg.model.epochs,
-                    callbacks=_callbacks(cfg, run_dir, _val_sample(ds, val_ends, task), task, ds.feature_names, live_plots),
-                    shuffle=False, verbose=1 if progress else 0)  # tf.data already shuffles the ends
+    fit = model.fit(
+        window_pipeline(ds, train_ends, task, bs, True, cfg.training.seed, tensors),
+        validation_data=window_pipeline(ds, val_ends, task, bs, tensors=tensors),
+        epochs=cfg.model.epochs,
+        callbacks=_callbacks(cfg, run_dir, _val_sample(ds, val_ends, task), task, ds.feature_names, live_plots),
+        shuffle=False,
+        verbose=1 if progress else 0,
+    )  # tf.data already shuffles the ends
     model = keras.saving.load_model(run_dir / 'model.keras')
     history = pd.DataFrame(fit.history).assign(epoch=fit.epoch)
-    metrics = {'epochs_run': len(fit.epoch), 'best_epoch': int(history['val_loss'].idxmin()) + 1,
-               'best_val_loss': float(history['val_loss'].min())}
+    metrics = {
+        'epochs_run': len(fit.epoch),
+        'best_epoch': int(history['val_loss'].idxmin()) + 1,
+        'best_val_loss': float(history['val_loss'].min()),
+    }
     scored = np.concatenate([val_ends, ds.ends('test')])  # one predict call: one trace
     pred, y = predict_windows(model, ds, scored, bs, task), ds.targets(task)[scored]
     for split, part in (('val', slice(0, len(val_ends))), ('test', slice(len(val_ends), None))):

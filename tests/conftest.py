@@ -1,4 +1,5 @@
 "Shared pytest fixtures: throw-away databases and a tiny trained run."
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,14 +29,24 @@ TINY_HORIZON = 16
 def tiny_processed(candles, funding, cfg=None, horizon=TINY_HORIZON, third='vol_16'):
     "SYNTHETIC processed rows: three scale-free features (the third: 16-bar `vol_16` or `mom_16`) and the labels."
     from cryptotft.labels import expected_returns, labels_for_storage
+
     out = []
     for s, c in candles.groupby('symbol', sort=False):
         c = c.reset_index(drop=True)
         lr = np.log(c.close).diff()
-        f = pd.DataFrame({'symbol': s, 'interval': '15', 'timestamp': c.timestamp, 'log_return': lr,
-                          'range_pct': np.log(c.high / c.low),
-                          third: lr.rolling(16).std() if third == 'vol_16' else lr.rolling(16).mean()})
-        lab = labels_for_storage(expected_returns(c, cfg.risk_profile if cfg else None, horizon, funding[funding.symbol == s]))
+        f = pd.DataFrame(
+            {
+                'symbol': s,
+                'interval': '15',
+                'timestamp': c.timestamp,
+                'log_return': lr,
+                'range_pct': np.log(c.high / c.low),
+                third: lr.rolling(16).std() if third == 'vol_16' else lr.rolling(16).mean(),
+            }
+        )
+        lab = labels_for_storage(
+            expected_returns(c, cfg.risk_profile if cfg else None, horizon, funding[funding.symbol == s])
+        )
         out.append(pd.concat([f, lab], axis=1))
     return pd.concat(out, ignore_index=True)
 
@@ -47,13 +58,19 @@ def tiny_run(tmp_path_factory):
     from cryptotft.dataset import dataset_from_db
     from cryptotft.synthetic import synthetic_market
     from cryptotft.train import train
+
     tmp = tmp_path_factory.mktemp('run')
     url = f"sqlite:///{tmp / 'test.db'}"
-    cfg = with_overrides(Config(), database=dict(url_override=url),
-                         model=dict(sequence_length=8, prediction_horizon=TINY_HORIZON, d_model=8, num_heads=2, epochs=1,
-                                    batch_size=256),
-                         training=dict(val_fraction=0.2, test_fraction=0.25, walk_forward_folds=1, runs_dir=str(tmp / 'runs')))
-    db = connect(url); db.init_db()
+    cfg = with_overrides(
+        Config(),
+        database=dict(url_override=url),
+        model=dict(
+            sequence_length=8, prediction_horizon=TINY_HORIZON, d_model=8, num_heads=2, epochs=1, batch_size=256
+        ),
+        training=dict(val_fraction=0.2, test_fraction=0.25, walk_forward_folds=1, runs_dir=str(tmp / 'runs')),
+    )
+    db = connect(url)
+    db.init_db()
     candles, funding = synthetic_market(('BTCUSDT', 'ETHUSDT'), days=16, seed=3)
     db.upsert('raw_market_data', candles.assign(interval='15'))
     db.upsert('funding_rates', funding)

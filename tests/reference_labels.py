@@ -1,8 +1,8 @@
 """Plain-Python expected-return labels written line by line from shared/specs/labels.md: the test oracle."""
+
 import bisect
 import math
 
-import numpy as np
 import pandas as pd
 
 BAR_MS = 15 * 60 * 1000

@@ -1,4 +1,5 @@
 "The backtest: trades by hand, one position at a time, and the same results from the snapshot or the database."
+
 import dataclasses
 import shutil
 from pathlib import Path
@@ -7,16 +8,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryptotft.backtest import (EXIT_BARS, backtest, backtest_run, has_exit_bars, reference_predictions, select_trades,
-                                threshold_sweep, trade_frame)
+from cryptotft.backtest import (
+    EXIT_BARS,
+    backtest,
+    backtest_run,
+    has_exit_bars,
+    reference_predictions,
+    select_trades,
+    threshold_sweep,
+    trade_frame,
+)
 from cryptotft.config import Config, DataError, RiskProfile, from_ms, with_overrides
 from cryptotft.labels import expected_returns
 
 
 def _three_trade_frame():
-    ex = pd.DataFrame({'timestamp': from_ms(np.arange(7) * 900_000),
-                       'open': [100, 100, 101, 102, 102, 101, 101.0], 'high': [100, 101.3, 101, 102.2, 102, 101, 101.0],
-                       'low': [100, 100, 100.4, 101.8, 100.5, 101, 101.0], 'close': [100, 101, 100.5, 102, 101, 101, 101.0]})
+    ex = pd.DataFrame(
+        {
+            'timestamp': from_ms(np.arange(7) * 900_000),
+            'open': [100, 100, 101, 102, 102, 101, 101.0],
+            'high': [100, 101.3, 101, 102.2, 102, 101, 101.0],
+            'low': [100, 100, 100.4, 101.8, 100.5, 101, 101.0],
+            'close': [100, 101, 100.5, 102, 101, 101, 101.0],
+        }
+    )
     return pd.concat([ex[['timestamp']].assign(symbol='X'), expected_returns(ex, RiskProfile(), horizon=2)], axis=1)
 
 
@@ -24,11 +39,15 @@ def test_backtest_reproduces_three_trades_by_hand_with_overlap_skipping_and_fees
     frame = _three_trade_frame()
     pred = np.array([[1, 0], [1, 0], [0, 1], [1, 0], [0, 0], [0, 0], [0, 0.0]])
     res = backtest(frame, pred, threshold=0.5, risk_fraction=0.1, leverage=5)
-    want = np.array([-0.055 + 0.2 * (1.2 - 0.02 * 1.012) + 0.8 * (0.5 - 0.055 * 1.005),  # TP1 then timeout
-                     -0.055 - (102 / 100.5 - 1) * 100 - 0.055 * 102 / 100.5,            # short gapped through its stop
-                     -0.055 - 1.1 - 0.055 * 0.989])                                      # long stopped at -1.1%
+    want = np.array(
+        [
+            -0.055 + 0.2 * (1.2 - 0.02 * 1.012) + 0.8 * (0.5 - 0.055 * 1.005),  # TP1 then timeout
+            -0.055 - (102 / 100.5 - 1) * 100 - 0.055 * 102 / 100.5,  # short gapped through its stop
+            -0.055 - 1.1 - 0.055 * 0.989,
+        ]
+    )  # long stopped at -1.1%
     assert res.trades['side'].tolist() == ['buy', 'sell', 'buy']
-    assert (res.trades['entry_time'] == from_ms(np.array([0, 2, 3]) * 900_000)).all()      # bar 1 skipped: overlap
+    assert (res.trades['entry_time'] == from_ms(np.array([0, 2, 3]) * 900_000)).all()  # bar 1 skipped: overlap
     assert (res.trades['exit_time'] == from_ms(np.array([2, 3, 4]) * 900_000)).all()
     assert np.allclose(res.trades['return_pct'], want)
     assert np.allclose(res.trades['pnl'], 0.5 * want / 100)
@@ -67,11 +86,22 @@ def _no_database(cfg):
 
 def test_a_dataset_without_exit_bar_values_is_not_backtested_from_nan_exits():
     from cryptotft.dataset import dataset_from_frame
+
     n = 96 * 4
-    df = pd.DataFrame({'symbol': 'XUSDT', 'timestamp': from_ms(np.arange(n) * 900_000), 'f0': np.sin(np.arange(n)),
-                       'buy_return': 0.1, 'sell_return': -0.1})  # returns but no exit-bar columns
-    cfg = with_overrides(Config(), model=dict(sequence_length=4, prediction_horizon=2),
-                         training=dict(val_fraction=0.2, test_fraction=0.2))
+    df = pd.DataFrame(
+        {
+            'symbol': 'XUSDT',
+            'timestamp': from_ms(np.arange(n) * 900_000),
+            'f0': np.sin(np.arange(n)),
+            'buy_return': 0.1,
+            'sell_return': -0.1,
+        }
+    )  # returns but no exit-bar columns
+    cfg = with_overrides(
+        Config(),
+        model=dict(sequence_length=4, prediction_horizon=2),
+        training=dict(val_fraction=0.2, test_fraction=0.2),
+    )
     ds = dataset_from_frame(df, cfg, features=['f0'])
     assert set(EXIT_BARS) <= set(ds.label_names) and not has_exit_bars(ds)
     with pytest.raises(DataError, match='no exit bars'):
@@ -80,6 +110,7 @@ def test_a_dataset_without_exit_bar_values_is_not_backtested_from_nan_exits():
 
 def test_backtest_run_needs_no_database_when_the_snapshot_has_exit_bars(tiny_run):
     from cryptotft.dataset import load_dataset
+
     cfg, _, res, _ = tiny_run
     cfg = _no_database(cfg)  # like a rented GPU: the run folder only
     bt = backtest_run(cfg, 'tiny', threshold=-1e9, runs_dir=cfg.training.runs_dir)  # every bar signals
@@ -88,9 +119,16 @@ def test_backtest_run_needs_no_database_when_the_snapshot_has_exit_bars(tiny_run
         assert (g['entry_time'].iloc[1:].to_numpy() >= g['exit_time'].iloc[:-1].to_numpy()).all()  # never overlap
     # each trade is the snapshot's label of its entry bar: return and exit
     ds = load_dataset(res.run_dir / 'dataset.npz')
-    lab = pd.DataFrame({'symbol': np.asarray(ds.symbols)[ds.symbol_id], 'entry_time': from_ms(ds.timestamps).to_numpy(),
-                        'buy': ds.label('buy_return'), 'sell': ds.label('sell_return'),
-                        'buy_bars': ds.label('buy_exit_bars'), 'sell_bars': ds.label('sell_exit_bars')})
+    lab = pd.DataFrame(
+        {
+            'symbol': np.asarray(ds.symbols)[ds.symbol_id],
+            'entry_time': from_ms(ds.timestamps).to_numpy(),
+            'buy': ds.label('buy_return'),
+            'sell': ds.label('sell_return'),
+            'buy_bars': ds.label('buy_exit_bars'),
+            'sell_bars': ds.label('sell_exit_bars'),
+        }
+    )
     m = bt.trades.merge(lab, on=['symbol', 'entry_time'])
     assert len(m) == len(bt.trades)
     buy = m['side'] == 'buy'
@@ -99,19 +137,23 @@ def test_backtest_run_needs_no_database_when_the_snapshot_has_exit_bars(tiny_run
     assert np.array_equal(held.to_numpy(), np.where(buy, m['buy_bars'], m['sell_bars']))
     assert {'random_entry', 'always_long'} == set(bt.references.index) and len(bt.sweep) >= 2
     assert list(bt.summary.index) == ['model', 'random_entry', 'always_long']
-    for f in ('backtest.json', 'backtest.png', 'backtest_trades.csv', 'backtest_per_symbol.csv'): assert (res.run_dir / f).exists()
+    for f in ('backtest.json', 'backtest.png', 'backtest_trades.csv', 'backtest_per_symbol.csv'):
+        assert (res.run_dir / f).exists()
     none = backtest_run(cfg, 'tiny', threshold=1e9, runs_dir=cfg.training.runs_dir)
     assert none.stats['n_trades'] == 0 and none.stats['total_return'] == 0
 
 
 def test_an_old_snapshot_backtests_from_the_database_with_identical_results(tiny_run):
     from cryptotft.dataset import LABELS, export_dataset, load_dataset
+
     cfg, db, res, _ = tiny_run
     old_dir = Path(cfg.training.runs_dir) / 'tiny_v1'
     shutil.copytree(res.run_dir, old_dir, dirs_exist_ok=True)
     ds = load_dataset(old_dir / 'dataset.npz')
-    export_dataset(dataclasses.replace(ds, labels=np.ascontiguousarray(ds.labels[:, :4]), label_names=LABELS[:4]),
-                   old_dir / 'dataset.npz')  # a version-1 snapshot: returns and profit flags only
+    export_dataset(
+        dataclasses.replace(ds, labels=np.ascontiguousarray(ds.labels[:, :4]), label_names=LABELS[:4]),
+        old_dir / 'dataset.npz',
+    )  # a version-1 snapshot: returns and profit flags only
     assert not has_exit_bars(load_dataset(old_dir / 'dataset.npz'))
     new = backtest_run(_no_database(cfg), 'tiny', runs_dir=cfg.training.runs_dir)
     old = backtest_run(cfg, 'tiny_v1', runs_dir=cfg.training.runs_dir, db=db)

@@ -1,5 +1,8 @@
 "The `cryptotft` command as a user meets it: one clear line and a non-zero exit on bad input, a light --help."
-import os, subprocess, sys
+
+import os
+import subprocess
+import sys
 import pytest
 
 CLI = [sys.executable, '-m', 'cryptotft.cli']
@@ -21,18 +24,38 @@ def one_line_error(r):
 def test_help_lists_every_stage_and_imports_no_heavy_library():
     r = run('--help')
     assert r.returncode == 0
-    for c in ('init-db', 'demo-data', 'validate-symbols', 'download', 'import-csv', 'prepare', 'export-dataset',
-              'train', 'evaluate', 'backtest', 'predict', 'report', 'pipeline', 'remote', 'metabase'):
+    for c in (
+        'init-db',
+        'demo-data',
+        'validate-symbols',
+        'download',
+        'import-csv',
+        'prepare',
+        'export-dataset',
+        'train',
+        'evaluate',
+        'backtest',
+        'predict',
+        'report',
+        'pipeline',
+        'remote',
+        'metabase',
+    ):
         assert c in r.stdout, c
     code = 'import sys, cryptotft.cli; print(sorted(m for m in ("tensorflow", "keras", "talib", "numba") if m in sys.modules))'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120).stdout.strip()
     assert out == '[]'
 
 
-@pytest.mark.parametrize('text, key', [('model:\n  d_model: big\n', "'model.d_model' must be int"),
-                                        ('risk_profile:\n  take_profit_fractions: [0.5, 0.5, 0.5, 0.5]\n', 'must sum to 1'),
-                                        ('trainning: {}\n', "unknown config section 'trainning'"),
-                                        ('model: [unclosed\n', 'is not valid YAML')])
+@pytest.mark.parametrize(
+    'text, key',
+    [
+        ('model:\n  d_model: big\n', "'model.d_model' must be int"),
+        ('risk_profile:\n  take_profit_fractions: [0.5, 0.5, 0.5, 0.5]\n', 'must sum to 1'),
+        ('trainning: {}\n', "unknown config section 'trainning'"),
+        ('model: [unclosed\n', 'is not valid YAML'),
+    ],
+)
 def test_malformed_config_is_one_line_naming_the_key(tmp_path, text, key):
     (tmp_path / 'bad.yaml').write_text(text)
     assert key in one_line_error(run('--config', str(tmp_path / 'bad.yaml'), 'init-db'))

@@ -1,12 +1,24 @@
 "Leakage and windowing properties of the dataset index (cryptotft.dataset)."
+
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from cryptotft.config import Config, with_overrides
-from cryptotft.dataset import (SPLITS, dataset_from_db, dataset_from_frame, export_dataset, fit_scaler, load_dataset,
-                               record_splits, reindex_if_needed, split_table, valid_window_ends, window_rows)
+from cryptotft.dataset import (
+    SPLITS,
+    dataset_from_db,
+    dataset_from_frame,
+    export_dataset,
+    fit_scaler,
+    load_dataset,
+    record_splits,
+    reindex_if_needed,
+    split_table,
+    valid_window_ends,
+    window_rows,
+)
 from conftest import tiny_processed
 from cryptotft.labels import expected_returns, labels_for_storage
 from cryptotft.synthetic import synthetic_market
@@ -21,8 +33,11 @@ def processed(candles, funding, horizon=8):
 
 
 def small_cfg(**training):
-    return with_overrides(Config(), model=dict(sequence_length=16, prediction_horizon=8),
-                          training=dict(val_fraction=0.2, test_fraction=0.2, **training))
+    return with_overrides(
+        Config(),
+        model=dict(sequence_length=16, prediction_horizon=8),
+        training=dict(val_fraction=0.2, test_fraction=0.2, **training),
+    )
 
 
 @pytest.fixture(scope='module')
@@ -37,40 +52,44 @@ def window_rows_of(ds, ends):
 def test_windows_never_cross_a_punched_hole(market):
     candles, funding = market
     eth = np.flatnonzero(candles.symbol == 'ETHUSDT')
-    hole = eth[500:530]                                   # 30 missing ETH bars in the middle
+    hole = eth[500:530]  # 30 missing ETH bars in the middle
     df = processed(candles.drop(index=hole).reset_index(drop=True), funding)
     nan_row = df.index[(df.symbol == 'BTCUSDT')][700]
-    df.loc[nan_row, 'range_pct'] = np.nan                 # one broken feature row in BTC
+    df.loc[nan_row, 'range_pct'] = np.nan  # one broken feature row in BTC
     ds = dataset_from_frame(df, small_cfg(), FEATURES)
     hole_start = int(candles.timestamp[hole[0]].value // 1_000_000)
     bad_ts = int(pd.Timestamp(df.timestamp[nan_row]).value // 1_000_000)
     for e in ds.splits.values():
         rows = window_rows_of(ds, e)
-        assert (np.diff(ds.timestamps[rows], axis=1) == BAR).all()             # consecutive bars only
+        assert (np.diff(ds.timestamps[rows], axis=1) == BAR).all()  # consecutive bars only
         assert (ds.symbol_id[rows] == ds.symbol_id[e][:, None]).all()
         btc = ds.symbol_id[e] == ds.symbols.index('BTCUSDT')
-        assert not (ds.timestamps[rows[btc]] == bad_ts).any()                 # no BTC window reads the NaN row
+        assert not (ds.timestamps[rows[btc]] == bad_ts).any()  # no BTC window reads the NaN row
         eth = ds.symbol_id[e] == ds.symbols.index('ETHUSDT')
         first, last = ds.timestamps[rows[eth, 0]], ds.timestamps[rows[eth, -1]]
-        assert not ((first < hole_start) & (last > hole_start)).any()         # no ETH window spans the hole
+        assert not ((first < hole_start) & (last > hole_start)).any()  # no ETH window spans the hole
     eth_id = ds.symbols.index('ETHUSDT')
     after = ds.timestamps[ds.symbol_id == eth_id]
     resume = after[after > hole_start].min()
     all_ends = np.concatenate(list(ds.splits.values()))
     eth_ends = all_ends[ds.symbol_id[all_ends] == eth_id]
-    assert ds.timestamps[eth_ends][ds.timestamps[eth_ends] >= resume].min() == resume + 15 * BAR  # first full window after
+    assert (
+        ds.timestamps[eth_ends][ds.timestamps[eth_ends] >= resume].min() == resume + 15 * BAR
+    )  # first full window after
 
 
 def test_no_training_label_horizon_reaches_validation_or_test(market):
     candles, funding = market
-    late = candles[(candles.symbol != 'SOLUSDT') | (candles.timestamp >= candles.timestamp.min() + pd.Timedelta(days=4))]
+    late = candles[
+        (candles.symbol != 'SOLUSDT') | (candles.timestamp >= candles.timestamp.min() + pd.Timedelta(days=4))
+    ]
     ds = dataset_from_frame(processed(late.reset_index(drop=True), funding), small_cfg(walk_forward_folds=2), FEATURES)
     H = ds.config['index']['prediction_horizon']
     assert ds.folds == [0, 1, 2]
     test_first = ds.timestamps[ds.ends('test')].min()
     for k in ds.folds:
         tr, va = ds.timestamps[ds.ends('train', k)], ds.timestamps[ds.ends('val', k)]
-        assert tr.max() + H * BAR < va.min()               # across all symbols: common boundary + purge
+        assert tr.max() + H * BAR < va.min()  # across all symbols: common boundary + purge
         assert va.max() + H * BAR < test_first
     assert ds.timestamps[ds.ends('train', 1)].max() < ds.timestamps[ds.ends('train', 2)].max()  # expanding
 
@@ -92,7 +111,7 @@ def test_scaler_statistics_equal_those_of_the_training_rows_alone(market):
     x = ds.features[rows].astype(np.float64)
     assert np.allclose(ds.scaler['mean'], x.mean(0), rtol=1e-5, atol=1e-7)
     assert np.allclose(ds.scaler['std'], x.std(0), rtol=1e-4, atol=1e-7)
-    assert ds.timestamps[rows].max() < ds.timestamps[ds.ends('val')].min()   # no validation bar inside
+    assert ds.timestamps[rows].max() < ds.timestamps[ds.ends('val')].min()  # no validation bar inside
     # changing only validation/test features leaves the scaler untouched
     df2 = df.copy()
     late = pd.to_datetime(df2.timestamp) >= pd.Timestamp(ds.timestamps[ds.ends('val')].min(), unit='ms', tz='UTC')
@@ -103,21 +122,31 @@ def test_scaler_statistics_equal_those_of_the_training_rows_alone(market):
 
 def test_scaler_ignores_rows_outside_the_mask():
     x = np.arange(20, dtype=np.float32).reshape(10, 2)
-    rows = np.zeros(10, bool); rows[:4] = True
+    rows = np.zeros(10, bool)
+    rows[:4] = True
     s = fit_scaler(x, rows, chunk=3)
     assert np.allclose(s['mean'], x[:4].mean(0)) and np.allclose(s['std'], x[:4].std(0))
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 1), st.booleans(), st.booleans(), st.booleans()), min_size=1, max_size=40),
-       st.integers(1, 6))
+@given(
+    st.lists(st.tuples(st.integers(0, 1), st.booleans(), st.booleans(), st.booleans()), min_size=1, max_size=40),
+    st.integers(1, 6),
+)
 def test_valid_window_ends_match_a_brute_force_scan(rows, T):
     # per row: symbol step, gap before it, row usable, label present
     sid = np.cumsum([r[0] for r in rows]).astype(np.int32)
     ts = np.cumsum([BAR * (2 if r[1] else 1) for r in rows]).astype(np.int64)
     ok, lab = np.array([r[2] for r in rows]), np.array([r[3] for r in rows])
-    expect = [t for t in range(len(rows)) if t >= T - 1 and lab[t] and ok[t - T + 1:t + 1].all()
-              and (sid[t - T + 1:t + 1] == sid[t]).all() and (np.diff(ts[t - T + 1:t + 1]) == BAR).all()]
+    expect = [
+        t
+        for t in range(len(rows))
+        if t >= T - 1
+        and lab[t]
+        and ok[t - T + 1 : t + 1].all()
+        and (sid[t - T + 1 : t + 1] == sid[t]).all()
+        and (np.diff(ts[t - T + 1 : t + 1]) == BAR).all()
+    ]
     assert valid_window_ends(sid, ts, ok, lab, T).tolist() == expect
 
 
@@ -139,6 +168,7 @@ def test_snapshot_is_one_self_contained_file_and_reindexes_without_a_database(ma
 def test_dataset_from_db_feeds_the_indicator_model_features_and_records_splits(tmp_path):
     indicators = pytest.importorskip('cryptotft.indicators')
     from cryptotft.db import connect
+
     db = connect(f"sqlite:///{tmp_path / 'x.db'}")
     db.init_db()
     candles, funding = synthetic_market(('BTCUSDT', 'ETHUSDT'), days=14, seed=1)
@@ -153,7 +183,7 @@ def test_dataset_from_db_feeds_the_indicator_model_features_and_records_splits(t
     assert ds.feature_names == list(indicators.MODEL_FEATURES)
     assert ds.symbols == ['BTCUSDT', 'ETHUSDT']
     first_end = ds.timestamps[np.concatenate(list(ds.splits.values()))].min()
-    assert first_end >= ds.timestamps.min() + (indicators.WARMUP_BARS + 15) * BAR   # warm-up rows never in a window
+    assert first_end >= ds.timestamps.min() + (indicators.WARMUP_BARS + 15) * BAR  # warm-up rows never in a window
     assert record_splits(db, ds, 'run-x') == len(split_table(ds, 'run-x'))
     stored = db.read_sql("SELECT * FROM training_sequences WHERE run_id = 'run-x'")
     assert set(stored.split) == set(SPLITS) and stored.n_samples.sum() == sum(len(v) for v in ds.splits.values())

@@ -1,9 +1,10 @@
 "The same database contract, run against the embedded SQLite file and the real PostgreSQL server."
+
 import multiprocessing as mp
 import numpy as np
 import pandas as pd
 import pytest
-from cryptotft.config import DataError, from_ms, to_ms
+from cryptotft.config import DataError, to_ms
 from cryptotft.db import connect, SCHEMA_VERSION
 from cryptotft.synthetic import synthetic_market
 from pgutil import throwaway_pg_url
@@ -14,12 +15,16 @@ def db_url(request, tmp_path):
     if request.param == 'sqlite':
         yield f"sqlite:///{tmp_path}/test.db"
     else:
-        with throwaway_pg_url() as url: yield url
+        with throwaway_pg_url() as url:
+            yield url
 
 
 @pytest.fixture
 def db(db_url):
-    d = connect(db_url); d.init_db(); yield d; d.engine.dispose()
+    d = connect(db_url)
+    d.init_db()
+    yield d
+    d.engine.dispose()
 
 
 def candles(n=500, symbols=('BTCUSDT', 'ETHUSDT'), seed=0):
@@ -33,8 +38,15 @@ def test_init_db_is_idempotent_and_stores_schema_version(db_url):
     assert d.init_db() is True
     assert d.init_db() is False
     assert d.schema_version() == SCHEMA_VERSION
-    assert {'raw_market_data', 'processed_market_data', 'model_metadata', 'training_sequences',
-            'model_predictions', 'funding_rates', 'symbols'} <= set(__import__('sqlalchemy').inspect(d.engine).get_table_names())
+    assert {
+        'raw_market_data',
+        'processed_market_data',
+        'model_metadata',
+        'training_sequences',
+        'model_predictions',
+        'funding_rates',
+        'symbols',
+    } <= set(__import__('sqlalchemy').inspect(d.engine).get_table_names())
 
 
 def test_upsert_twice_never_duplicates_and_updates_values(db):
@@ -49,7 +61,8 @@ def test_upsert_twice_never_duplicates_and_updates_values(db):
 
 def test_bulk_round_trip_keeps_values_dtypes_and_utc_timestamps(db):
     c, f = candles(2000)
-    db.upsert('raw_market_data', c); db.upsert('funding_rates', f)
+    db.upsert('raw_market_data', c)
+    db.upsert('funding_rates', f)
     for s in ('BTCUSDT', 'ETHUSDT'):
         want = c[c.symbol == s].reset_index(drop=True)
         got = db.read_candles(s, '15')
@@ -86,16 +99,20 @@ def test_failed_bulk_write_leaves_table_unchanged(db):
 
 def _writer(url, seed):
     from cryptotft.db import connect
+
     c, _ = candles(300, seed=0)
     d = connect(url)
-    for i in range(3): d.upsert('raw_market_data', c.assign(volume=c.volume + seed + i))
+    for i in range(3):
+        d.upsert('raw_market_data', c.assign(volume=c.volume + seed + i))
 
 
 def test_concurrent_writers_do_not_duplicate_rows(db, db_url):
     ctx = mp.get_context('spawn')
     procs = [ctx.Process(target=_writer, args=(db_url, s)) for s in range(3)]
-    for p in procs: p.start()
-    for p in procs: p.join(120)
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
     assert all(p.exitcode == 0 for p in procs)
     assert db.count_rows('raw_market_data') == 2 * 300
 
@@ -111,8 +128,17 @@ def test_processed_table_grows_columns_on_demand(db):
 
 
 def test_run_records_round_trip(db):
-    db.record_run('run1', 'classification', 'done', ['BTCUSDT', 'ETHUSDT'], '2024-01-01', '2024-02-01',
-                  {'model': {'d_model': 16}}, {'auc': 0.55}, {'model': 'runs/run1/model.keras'})
+    db.record_run(
+        'run1',
+        'classification',
+        'done',
+        ['BTCUSDT', 'ETHUSDT'],
+        '2024-01-01',
+        '2024-02-01',
+        {'model': {'d_model': 16}},
+        {'auc': 0.55},
+        {'model': 'runs/run1/model.keras'},
+    )
     r = db.read_runs().iloc[0]
     assert r.run_id == 'run1' and r.metrics == {'auc': 0.55} and r.config['model']['d_model'] == 16
     assert r.data_end == pd.Timestamp('2024-02-01', tz='UTC')
@@ -124,5 +150,6 @@ def test_unreachable_database_is_one_clear_error():
 
 
 def test_plain_postgresql_url_uses_installed_driver(db_url):
-    if not db_url.startswith('postgresql'): pytest.skip('PostgreSQL only')
+    if not db_url.startswith('postgresql'):
+        pytest.skip('PostgreSQL only')
     assert connect(db_url).engine.dialect.driver == 'psycopg2'

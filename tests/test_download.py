@@ -1,4 +1,5 @@
 "The Bybit downloader against a fake Bybit server: exactness, incrementality, resumability, faults, CLI."
+
 import os
 import signal
 import subprocess
@@ -32,12 +33,23 @@ def make_fake(**kw):
 
 @pytest.fixture
 def fake():
-    with make_fake() as f: yield f
+    with make_fake() as f:
+        yield f
 
 
 def config(fake, **bybit):
-    return Config(bybit=BybitConfig(**{'base_url': fake.url, 'requests_per_second': 500.0, 'max_concurrency': 3,
-                                       'timeout_s': 2.0, 'max_retries': 3, **bybit}))
+    return Config(
+        bybit=BybitConfig(
+            **{
+                'base_url': fake.url,
+                'requests_per_second': 500.0,
+                'max_concurrency': 3,
+                'timeout_s': 2.0,
+                'max_retries': 3,
+                **bybit,
+            }
+        )
+    )
 
 
 def run(fake, db, symbols=SYMS, **kw):
@@ -58,7 +70,8 @@ def assert_subset_of_server(db, fake, symbol):
     got = db.read_candles(symbol).assign(timestamp=lambda d: to_ms(d.timestamp))
     merged = got.merge(fake.closed_candles(symbol), on='timestamp', suffixes=('', '_srv'))
     assert len(merged) == len(got)
-    for c in OHLCV: np.testing.assert_array_equal(merged[c], merged[c + '_srv'])
+    for c in OHLCV:
+        np.testing.assert_array_equal(merged[c], merged[c + '_srv'])
 
 
 def test_full_download_equals_server_candles_and_funding(fake, sqlite_db):
@@ -104,7 +117,8 @@ def test_rerun_with_open_end_asks_only_for_the_tail(fake, sqlite_db):
 def test_start_anchored_pages_give_the_same_candles(sqlite_db):
     with make_fake(anchor='start', page_cap=70) as fake:
         assert run(fake, sqlite_db).errors == {}
-        for s in SYMS: assert_same_as_server(sqlite_db, fake, s)
+        for s in SYMS:
+            assert_same_as_server(sqlite_db, fake, s)
 
 
 def test_real_hole_is_reported_and_asked_for_once_per_run(sqlite_db):
@@ -123,8 +137,10 @@ def test_holes_inside_the_stored_range_are_filled(fake, sqlite_db):
     run(fake, sqlite_db)
     ts = fake.closed_candles('ETHUSDT').timestamp
     with sqlite_db.engine.begin() as c:
-        c.exec_driver_sql("DELETE FROM raw_market_data WHERE symbol='ETHUSDT' AND (timestamp < ? OR timestamp BETWEEN ? AND ?)",
-                          (int(ts[3]), int(ts[50]), int(ts[60])))
+        c.exec_driver_sql(
+            "DELETE FROM raw_market_data WHERE symbol='ETHUSDT' AND (timestamp < ? OR timestamp BETWEEN ? AND ?)",
+            (int(ts[3]), int(ts[50]), int(ts[60])),
+        )
     fake.reset_log()
     rep = run(fake, sqlite_db)
     assert rep.candles == 3 + 11
@@ -149,14 +165,17 @@ def test_resume_after_kill_leaves_no_gap_and_no_duplicate(tmp_path, sqlite_url):
         db, n, deadline = connect(sqlite_url), 0, time.time() + 60
         while n < 100 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.02)
-            try: n = db.count_rows('raw_market_data')
-            except Exception: n = 0
+            try:
+                n = db.count_rows('raw_market_data')
+            except Exception:
+                n = 0
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         partial = db.count_rows('raw_market_data')
         total = sum(len(fake.closed_candles(s)) for s in ('BTCUSDT', 'ETHUSDT'))
         assert 100 <= partial < total, (partial, total)  # killed mid-download
-        for s in ('BTCUSDT', 'ETHUSDT'): assert_subset_of_server(db, fake, s)
+        for s in ('BTCUSDT', 'ETHUSDT'):
+            assert_subset_of_server(db, fake, s)
         rep = run(fake, db, symbols=('BTCUSDT', 'ETHUSDT'))
         assert rep.errors == {} and rep.candles == total - partial
         for s in ('BTCUSDT', 'ETHUSDT'):
@@ -170,7 +189,8 @@ def test_passing_fault_ends_in_complete_data(kind, fake, sqlite_db):
     fake.fail_next(kind, n=1, path='funding', slow_s=0.6)
     rep = run(fake, sqlite_db, bybit=dict(timeout_s=0.3))
     assert rep.errors == {}
-    for s in SYMS: assert_same_as_server(sqlite_db, fake, s)
+    for s in SYMS:
+        assert_same_as_server(sqlite_db, fake, s)
     assert fake.count('kline') >= 3 + 2
 
 
@@ -181,15 +201,19 @@ def test_lasting_fault_reports_error_and_keeps_partial_data_correct(kind, fake, 
     assert set(rep.errors) == set(SYMS)
     assert all('gave up after 3 tries' in e and 'Bybit' in e for e in rep.errors.values()), rep.errors
     assert 0 < sqlite_db.count_rows('raw_market_data') < 3 * 287
-    for s in SYMS: assert_subset_of_server(sqlite_db, fake, s)
+    for s in SYMS:
+        assert_subset_of_server(sqlite_db, fake, s)
     fake.faults.clear()
     assert run(fake, sqlite_db).errors == {}
-    for s in SYMS: assert_same_as_server(sqlite_db, fake, s)
+    for s in SYMS:
+        assert_same_as_server(sqlite_db, fake, s)
 
 
 def test_faults_on_instruments_are_retried(fake, sqlite_db):
     fake.fail_next('http500', n=2, path='instruments')
-    valid, invalid = validate_symbols(config(fake), sqlite_db, ['BTCUSDT'], client=BybitClient(config(fake).bybit, backoff_s=0.01))
+    valid, invalid = validate_symbols(
+        config(fake), sqlite_db, ['BTCUSDT'], client=BybitClient(config(fake).bybit, backoff_s=0.01)
+    )
     assert valid == ['BTCUSDT'] and invalid == {}
 
 
@@ -198,11 +222,13 @@ def test_unknown_symbol_is_one_clear_error_and_others_download(fake, sqlite_db):
     assert list(rep.errors) == ['NOPEUSDT']
     assert 'Symbol Is Invalid' in rep.errors['NOPEUSDT'] and 'validate-symbols' in rep.errors['NOPEUSDT']
     assert len([p for p in fake.params('kline') if p['symbol'] == 'NOPEUSDT']) == 1  # 10001 is not retried
-    for s in ('BTCUSDT', 'ETHUSDT'): assert_same_as_server(sqlite_db, fake, s)
+    for s in ('BTCUSDT', 'ETHUSDT'):
+        assert_same_as_server(sqlite_db, fake, s)
 
 
 def test_bad_interval_is_a_config_error_before_any_request(fake, sqlite_db):
-    with pytest.raises(ConfigError, match='interval'): run(fake, sqlite_db, interval='7')
+    with pytest.raises(ConfigError, match='interval'):
+        run(fake, sqlite_db, interval='7')
     assert fake.count() == 0
 
 
@@ -211,14 +237,22 @@ def test_rate_limit_headers_are_honoured(sqlite_db):
         rep = run(fake, sqlite_db, bybit=dict(requests_per_second=1000.0, max_concurrency=2))
         assert rep.errors == {} and rep.requests > 25 * 2
         assert fake.over_limit == 0
-        for s in SYMS: assert_same_as_server(sqlite_db, fake, s)
+        for s in SYMS:
+            assert_same_as_server(sqlite_db, fake, s)
 
 
 def test_validate_symbols_follows_cursor_stores_symbols_and_explains(fake, sqlite_db):
     cfg = config(fake)
-    valid, invalid = validate_symbols(cfg, sqlite_db, ['ETHUSDT', 'OLDUSDT', 'BTCPERP', 'BTCUSDT-27DEC24', 'NOPEUSDT', 'BTCUSDT'])
+    valid, invalid = validate_symbols(
+        cfg, sqlite_db, ['ETHUSDT', 'OLDUSDT', 'BTCPERP', 'BTCUSDT-27DEC24', 'NOPEUSDT', 'BTCUSDT']
+    )
     assert valid == ['ETHUSDT', 'BTCUSDT']
-    assert [invalid[s].split()[0] for s in ('OLDUSDT', 'BTCPERP', 'BTCUSDT-27DEC24', 'NOPEUSDT')] == ['not', 'quoted', 'wrong', 'not']
+    assert [invalid[s].split()[0] for s in ('OLDUSDT', 'BTCPERP', 'BTCUSDT-27DEC24', 'NOPEUSDT')] == [
+        'not',
+        'quoted',
+        'wrong',
+        'not',
+    ]
     assert 'not listed' in invalid['NOPEUSDT'] and 'not trading' in invalid['OLDUSDT']
     assert fake.count('instruments') == 3  # 6 instruments, 2 per page
     sym = sqlite_db.read_sql('SELECT * FROM symbols ORDER BY symbol').set_index('symbol')
@@ -238,12 +272,26 @@ def test_download_does_not_ask_for_candles_before_the_listing(fake, sqlite_db):
 
 # ---- local files -----------------------------------------------------------------------------------------
 
+
 def test_import_csv_binance_headerless_and_named_columns_give_same_rows(tmp_path, sqlite_db):
-    with make_fake() as fake: c = fake.closed_candles('BTCUSDT').head(50)
-    binance = pd.DataFrame({'t': c.timestamp * 1000, **{k: c[k] for k in ('open', 'high', 'low', 'close', 'volume')},
-                            'ct': c.timestamp + STEP - 1, 'qv': c.turnover, 'n': 5, 'tb': 0.0, 'tq': 0.0, 'ig': 0})
+    with make_fake() as fake:
+        c = fake.closed_candles('BTCUSDT').head(50)
+    binance = pd.DataFrame(
+        {
+            't': c.timestamp * 1000,
+            **{k: c[k] for k in ('open', 'high', 'low', 'close', 'volume')},
+            'ct': c.timestamp + STEP - 1,
+            'qv': c.turnover,
+            'n': 5,
+            'tb': 0.0,
+            'tq': 0.0,
+            'ig': 0,
+        }
+    )
     binance.to_csv(tmp_path / 'a.csv', header=False, index=False)  # microsecond open times, as Binance since 2025
-    c.rename(columns={'timestamp': 'open_time', 'turnover': 'quote_volume'})[::-1].to_csv(tmp_path / 'b.csv', index=False)
+    c.rename(columns={'timestamp': 'open_time', 'turnover': 'quote_volume'})[::-1].to_csv(
+        tmp_path / 'b.csv', index=False
+    )
     assert import_csv(sqlite_db, tmp_path / 'a.csv', 'AUSDT') == 50
     assert import_csv(sqlite_db, tmp_path / 'b.csv', 'BUSDT') == 50
     a, b = sqlite_db.read_candles('AUSDT'), sqlite_db.read_candles('BUSDT')
@@ -252,46 +300,109 @@ def test_import_csv_binance_headerless_and_named_columns_give_same_rows(tmp_path
 
 
 def test_import_csv_rejects_bad_ohlc_and_writes_nothing(tmp_path, sqlite_db):
-    df = pd.DataFrame({'timestamp': [0, STEP], 'open': [1.0, 1.0], 'high': [0.5, 1.0], 'low': [1.0, 1.0],
-                       'close': [1.0, 1.0], 'volume': [1.0, 1.0]})
+    df = pd.DataFrame(
+        {
+            'timestamp': [0, STEP],
+            'open': [1.0, 1.0],
+            'high': [0.5, 1.0],
+            'low': [1.0, 1.0],
+            'close': [1.0, 1.0],
+            'volume': [1.0, 1.0],
+        }
+    )
     df.to_csv(tmp_path / 'bad.csv', index=False)
-    with pytest.raises(DataError, match='high/low'): import_csv(sqlite_db, tmp_path / 'bad.csv', 'XUSDT')
+    with pytest.raises(DataError, match='high/low'):
+        import_csv(sqlite_db, tmp_path / 'bad.csv', 'XUSDT')
     assert sqlite_db.count_rows('raw_market_data') == 0
 
 
 # ---- the command line ------------------------------------------------------------------------------------
 
+
 def cli(*args, env=None, cwd=None):
     exe = Path(sys.executable).parent / 'cryptotft'
     cmd = [str(exe)] if exe.exists() else [sys.executable, '-m', 'cryptotft.cli']
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120, cwd=cwd,
-                          env={**os.environ, 'CRYPTOTFT_BYBIT_URL': '', **(env or {})})
+    return subprocess.run(
+        cmd + list(args),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, 'CRYPTOTFT_BYBIT_URL': '', **(env or {})},
+    )
 
 
 def test_cli_download_unknown_symbol_exits_nonzero_and_others_download(fake, tmp_path, sqlite_url):
     start = from_ms(fake.first_candle()).isoformat()
-    r = cli('-q', '--db', sqlite_url, 'download', '--symbols', 'BTCUSDT,NOPEUSDT', '--interval', '15',
-            '--start', start, '--base-url', fake.url, cwd=tmp_path)
+    r = cli(
+        '-q',
+        '--db',
+        sqlite_url,
+        'download',
+        '--symbols',
+        'BTCUSDT,NOPEUSDT',
+        '--interval',
+        '15',
+        '--start',
+        start,
+        '--base-url',
+        fake.url,
+        cwd=tmp_path,
+    )
     assert r.returncode != 0
     errs = [l for l in r.stderr.splitlines() if l.startswith('error')]
     assert len(errs) == 1 and 'NOPEUSDT' in errs[0] and 'Symbol Is Invalid' in errs[0], r.stderr
     assert_same_as_server(connect(sqlite_url), fake, 'BTCUSDT')
-    r = cli('-q', '--db', sqlite_url, 'download', '--symbols', 'BTCUSDT', '--start', start, cwd=tmp_path,
-            env={'CRYPTOTFT_BYBIT_URL': fake.url})  # the environment points it at the fake too
+    r = cli(
+        '-q',
+        '--db',
+        sqlite_url,
+        'download',
+        '--symbols',
+        'BTCUSDT',
+        '--start',
+        start,
+        cwd=tmp_path,
+        env={'CRYPTOTFT_BYBIT_URL': fake.url},
+    )  # the environment points it at the fake too
     assert r.returncode == 0, r.stderr
 
 
 def test_cli_bad_interval_exits_nonzero_with_one_line(fake, tmp_path, sqlite_url):
-    r = cli('--db', sqlite_url, 'download', '--symbols', 'BTCUSDT', '--interval', '7', '--days', '1',
-            '--base-url', fake.url, cwd=tmp_path)
+    r = cli(
+        '--db',
+        sqlite_url,
+        'download',
+        '--symbols',
+        'BTCUSDT',
+        '--interval',
+        '7',
+        '--days',
+        '1',
+        '--base-url',
+        fake.url,
+        cwd=tmp_path,
+    )
     assert r.returncode != 0 and fake.count('kline') == 0
     assert r.stderr.strip().count('\n') == 0 and 'interval' in r.stderr, r.stderr
 
 
 def test_cli_validate_symbols_and_import_csv(fake, tmp_path, sqlite_url):
-    r = cli('--db', sqlite_url, 'validate-symbols', '--symbols', 'BTCUSDT,OLDUSDT', '--base-url', fake.url, cwd=tmp_path)
+    r = cli(
+        '--db', sqlite_url, 'validate-symbols', '--symbols', 'BTCUSDT,OLDUSDT', '--base-url', fake.url, cwd=tmp_path
+    )
     assert r.returncode != 0 and 'OLDUSDT' in r.stdout + r.stderr
     fake.closed_candles('ETHUSDT').head(20).to_csv(tmp_path / 'eth.csv', index=False)
-    r = cli('--db', sqlite_url, 'import-csv', str(tmp_path / 'eth.csv'), '--symbol', 'ETHUSDT', '--interval', '15', cwd=tmp_path)
+    r = cli(
+        '--db',
+        sqlite_url,
+        'import-csv',
+        str(tmp_path / 'eth.csv'),
+        '--symbol',
+        'ETHUSDT',
+        '--interval',
+        '15',
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert len(connect(sqlite_url).read_candles('ETHUSDT')) == 20

@@ -1,4 +1,5 @@
 "Metrics against scikit-learn / scipy, bootstrap coverage and no false discovery (the backtest: test_backtest)."
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,14 +8,31 @@ from scipy.signal import lfilter
 from sklearn import metrics as skm
 
 from cryptotft.config import Config, from_ms, with_overrides
-from cryptotft.evaluate import (auc, block_bootstrap_indices, bootstrap_weights, evaluate_split, f1, ic_symbol, ic_time, mae,
-                                precision, r2, rank_ic_symbol, rank_ic_time, recall, rmse, side_sample, win_rate, avg_trade)
+from cryptotft.evaluate import (
+    auc,
+    block_bootstrap_indices,
+    bootstrap_weights,
+    evaluate_split,
+    f1,
+    ic_symbol,
+    ic_time,
+    mae,
+    precision,
+    r2,
+    rank_ic_symbol,
+    rank_ic_time,
+    recall,
+    rmse,
+    side_sample,
+    win_rate,
+    avg_trade,
+)
 
 
 def _ar1(rng, shape, phi):
     "Unit-variance AR(1) series along the last axis."
     e = rng.standard_normal((*shape[:-1], shape[-1] + 200))
-    return lfilter([1], [1, -phi], e, axis=-1)[..., 200:] * np.sqrt(1 - phi ** 2)
+    return lfilter([1], [1, -phi], e, axis=-1)[..., 200:] * np.sqrt(1 - phi**2)
 
 
 @pytest.mark.parametrize('seed', [0, 1])
@@ -42,7 +60,8 @@ def test_metrics_of_a_resample_equal_sklearn_on_the_repeated_rows(seed):
 def test_information_coefficients_equal_scipy_per_timestamp_and_per_symbol():
     rng = np.random.default_rng(5)
     T, S = 40, 6
-    Y = rng.normal(size=(T, S)); X = 0.5 * Y + rng.normal(size=(T, S))
+    Y = rng.normal(size=(T, S))
+    X = 0.5 * Y + rng.normal(size=(T, S))
     X[rng.random((T, S)) < 0.1] = np.nan
     r, c = np.nonzero(np.isfinite(X))
     s = side_sample(Y[r, c], X[r, c], r, c, T, S)
@@ -59,7 +78,7 @@ def test_information_coefficients_equal_scipy_per_timestamp_and_per_symbol():
 def test_block_bootstrap_intervals_cover_the_true_mean_of_ar1_series():
     rng = np.random.default_rng(0)
     n, n_series = 96 * 30, 200
-    x = _ar1(rng, (n_series, n), 0.5)                         # true mean 0
+    x = _ar1(rng, (n_series, n), 0.5)  # true mean 0
     means = x @ bootstrap_weights(n, 400, 96, seed=1).T / n  # (series, resamples)
     lo, hi = np.percentile(means, [2.5, 97.5], axis=1)
     coverage = np.mean((lo <= 0) & (0 <= hi))
@@ -91,16 +110,30 @@ def _planted_panel(signal: float, n_days=40, symbols=4, seed=0):
     for k in range(symbols):
         f = rng.normal(size=(n, 3))
         noise = _ar1(rng, (2, n), 0.8).T * 1.5
-        frames.append(pd.DataFrame({'symbol': f'S{k}USDT', 'timestamp': from_ms(np.arange(n) * 900_000),
-                                    'f0': f[:, 0], 'f1': f[:, 1], 'f2': f[:, 2],
-                                    'buy_return': signal * f[:, 0] + noise[:, 0], 'sell_return': -signal * f[:, 0] + noise[:, 1]}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    'symbol': f'S{k}USDT',
+                    'timestamp': from_ms(np.arange(n) * 900_000),
+                    'f0': f[:, 0],
+                    'f1': f[:, 1],
+                    'f2': f[:, 2],
+                    'buy_return': signal * f[:, 0] + noise[:, 0],
+                    'sell_return': -signal * f[:, 0] + noise[:, 1],
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
 def _dataset(df):
     from cryptotft.dataset import dataset_from_frame
-    cfg = with_overrides(Config(), model=dict(sequence_length=8, prediction_horizon=4),
-                         training=dict(val_fraction=0.15, test_fraction=0.3))
+
+    cfg = with_overrides(
+        Config(),
+        model=dict(sequence_length=8, prediction_horizon=4),
+        training=dict(val_fraction=0.15, test_fraction=0.3),
+    )
     return dataset_from_frame(df, cfg, features=['f0', 'f1', 'f2'])
 
 
@@ -109,9 +142,16 @@ def _tiny_tft(ds, epochs=3):
     import keras
     from cryptotft.dataset import get_batch
     from cryptotft.tft import TFTConfig, build_tft, prediction_loss
+
     keras.utils.set_random_seed(0)
-    tc = TFTConfig(n_features=ds.features.shape[1], n_symbols=len(ds.symbols), sequence_length=8, d_model=8,
-                   num_heads=2, dropout=0.0)
+    tc = TFTConfig(
+        n_features=ds.features.shape[1],
+        n_symbols=len(ds.symbols),
+        sequence_length=8,
+        d_model=8,
+        num_heads=2,
+        dropout=0.0,
+    )
     model = build_tft(tc)
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss={'prediction': prediction_loss(tc)})
     x, y = get_batch(ds, ds.ends('train'))
@@ -122,6 +162,7 @@ def _tiny_tft(ds, epochs=3):
 @pytest.mark.parametrize('signal', [0.5, 0.0])
 def test_model_and_lightgbm_beat_zero_only_when_a_signal_is_planted(signal):
     from cryptotft.evaluate import point_forecast, predict_windows
+
     ds = _dataset(_planted_panel(signal))
     model = _tiny_tft(ds)
     test = ds.ends('test')
@@ -134,5 +175,7 @@ def test_model_and_lightgbm_beat_zero_only_when_a_signal_is_planted(signal):
                 beats = bool(key.loc[(who, side, m), 'beats_reference'])
                 assert beats == (signal > 0), (who, side, m, key.loc[(who, side, m)].to_dict())
     for who in ('train_mean', 'always_long', 'always_short'):
-        assert not table[(table.predictor == who) & table.metric.isin(['r2', 'rank_ic_time', 'auc'])]['beats_reference'].any()
+        assert not table[(table.predictor == who) & table.metric.isin(['r2', 'rank_ic_time', 'auc'])][
+            'beats_reference'
+        ].any()
     assert {'zero', 'train_mean', 'lightgbm', 'always_long', 'always_short', 'model'} <= set(table.predictor)

@@ -1,11 +1,20 @@
 "Indicators: causality at random cuts, scale-freedom, finiteness on real warts, agreement with `ta`, incremental writes."
+
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
 from cryptotft.config import DataError
-from cryptotft.indicators import (FEATURES, FEATURE_NAMES, MODEL_FEATURES, WARMUP_BARS, compute_indicators,
-                                  model_features, prepare_indicators, segment_ids)
+from cryptotft.indicators import (
+    FEATURES,
+    FEATURE_NAMES,
+    MODEL_FEATURES,
+    WARMUP_BARS,
+    compute_indicators,
+    model_features,
+    prepare_indicators,
+    segment_ids,
+)
 from cryptotft.synthetic import synthetic_market
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'binance_usdm_15m'
@@ -25,7 +34,8 @@ def model_view(candles):
 def real_window(symbol, start='2024-10-01', end='2024-12-01'):
     "Two months of real candles around the zero-volume fillers of 2024-10-28."
     path = REAL / f'{symbol}.parquet'
-    if not path.exists(): pytest.skip(f'real data {path} not present')
+    if not path.exists():
+        pytest.skip(f'real data {path} not present')
     raw = pd.read_parquet(path)
     raw['timestamp'] = pd.to_datetime(raw.timestamp, utc=True)
     raw = raw[(raw.timestamp >= start) & (raw.timestamp < end)].reset_index(drop=True)
@@ -34,8 +44,16 @@ def real_window(symbol, start='2024-10-01', end='2024-12-01'):
 
 def test_registry_has_49_features_in_the_issue_groups():
     counts = pd.Series([f.group for f in FEATURES.values()]).value_counts().to_dict()
-    assert counts == {'trend': 11, 'oscillator': 9, 'derived': 9, 'volatility': 8, 'volume': 4,
-                      'time': 3, 'price_change': 3, 'vortex': 2}
+    assert counts == {
+        'trend': 11,
+        'oscillator': 9,
+        'derived': 9,
+        'volatility': 8,
+        'volume': 4,
+        'time': 3,
+        'price_change': 3,
+        'vortex': 2,
+    }
     assert all(f.definition for f in FEATURES.values())
 
 
@@ -46,10 +64,14 @@ def test_every_feature_at_a_cut_ignores_the_bars_after_it():
     cuts = rng.choice(np.arange(WARMUP_BARS, len(candles)), size=25, replace=False)
     checked = 0
     for cut in cuts:
-        prefix = compute_indicators(candles.iloc[:cut + 1])
-        if full.warmup.iloc[cut]: continue
-        np.testing.assert_array_equal(prefix.iloc[-1][FEATURE_NAMES].to_numpy(float),
-                                      full.iloc[cut][FEATURE_NAMES].to_numpy(float), err_msg=f'cut {cut}')
+        prefix = compute_indicators(candles.iloc[: cut + 1])
+        if full.warmup.iloc[cut]:
+            continue
+        np.testing.assert_array_equal(
+            prefix.iloc[-1][FEATURE_NAMES].to_numpy(float),
+            full.iloc[cut][FEATURE_NAMES].to_numpy(float),
+            err_msg=f'cut {cut}',
+        )
         checked += 1
     assert checked >= 15
 
@@ -58,10 +80,10 @@ def test_future_bars_changed_leave_the_past_unchanged():
     candles = market(days=12, seed=4)
     cut = 700
     shocked = candles.copy()
-    shocked.loc[cut + 1:, PRICES] *= 3.0
-    shocked.loc[cut + 1:, 'volume'] *= 0.1
+    shocked.loc[cut + 1 :, PRICES] *= 3.0
+    shocked.loc[cut + 1 :, 'volume'] *= 0.1
     a, b = compute_indicators(candles), compute_indicators(shocked)
-    pd.testing.assert_frame_equal(a.iloc[:cut + 1], b.iloc[:cut + 1])
+    pd.testing.assert_frame_equal(a.iloc[: cut + 1], b.iloc[: cut + 1])
 
 
 def test_a_gap_restarts_the_warm_up_and_segments_are_independent():
@@ -82,8 +104,9 @@ def test_unsorted_or_duplicate_candles_are_refused():
 
 def test_model_features_are_unchanged_by_price_and_volume_units():
     candles = market(days=16, seed=6)
-    scaled = candles.assign(**{k: candles[k] * 1e4 for k in PRICES}, volume=candles.volume * 1e-4,
-                            turnover=candles.turnover)
+    scaled = candles.assign(
+        **{k: candles[k] * 1e4 for k in PRICES}, volume=candles.volume * 1e-4, turnover=candles.turnover
+    )
     a, warm = model_view(candles)
     b, _ = model_view(scaled)
     assert list(a.columns) == MODEL_FEATURES
@@ -113,30 +136,59 @@ def test_model_features_refuse_non_finite_values_outside_warm_up():
 
 # --- cross-check against the `ta` package (an independent implementation) -----------------------
 
+
 def ta_reference(c: pd.DataFrame) -> pd.DataFrame:
     "The same families computed by `ta`, in our names."
     ta = pytest.importorskip('ta')
     h, l, cl, v = c.high, c.low, c.close, c.volume
-    adx, macd, bb = ta.trend.ADXIndicator(h, l, cl, 14), ta.trend.MACD(cl, 26, 12, 9), ta.volatility.BollingerBands(cl, 20, 2)
+    adx, macd, bb = (
+        ta.trend.ADXIndicator(h, l, cl, 14),
+        ta.trend.MACD(cl, 26, 12, 9),
+        ta.volatility.BollingerBands(cl, 20, 2),
+    )
     ich, st = ta.trend.IchimokuIndicator(h, l, 9, 26, 52), ta.momentum.StochasticOscillator(h, l, cl, 14, 3)
     dc, vx = ta.volatility.DonchianChannel(h, l, cl, 20), ta.trend.VortexIndicator(h, l, cl, 14)
-    r = pd.DataFrame({
-        'ema_15': ta.trend.ema_indicator(cl, 15), 'ema_50': ta.trend.ema_indicator(cl, 50), 'adx': adx.adx(),
-        'macd': macd.macd(), 'macd_signal': macd.macd_signal(), 'macd_diff': macd.macd_diff(),
-        'ichimoku_conv': ich.ichimoku_conversion_line(), 'ichimoku_base': ich.ichimoku_base_line(),
-        'sar': ta.trend.PSARIndicator(h, l, cl, 0.02, 0.2).psar(), 'aroon_osc': ta.trend.AroonIndicator(h, l, 25).aroon_indicator(),
-        'dpo': ta.trend.DPOIndicator(cl, 20).dpo(), 'rsi': ta.momentum.rsi(cl, 14), 'stoch_k': st.stoch(),
-        'stoch_d': st.stoch_signal(), 'cci': ta.trend.cci(h, l, cl, 20), 'willr': ta.momentum.williams_r(h, l, cl, 14),
-        'roc': ta.momentum.roc(cl, 12), 'ultosc': ta.momentum.ultimate_oscillator(h, l, cl, 7, 14, 28),
-        'mfi': ta.volume.money_flow_index(h, l, cl, v, 14), 'stoch_rsi': 100 * ta.momentum.StochRSIIndicator(cl, 14).stochrsi(),
-        'atr': ta.volatility.average_true_range(h, l, cl, 14), 'bb_upper': bb.bollinger_hband(),
-        'bb_middle': bb.bollinger_mavg(), 'bb_lower': bb.bollinger_lband(), 'bb_width': bb.bollinger_wband() / 100,
-        'dc_upper': dc.donchian_channel_hband(), 'dc_middle': dc.donchian_channel_mband(), 'dc_lower': dc.donchian_channel_lband(),
-        'cmf': ta.volume.chaikin_money_flow(h, l, cl, v, 20), 'volume_sma': ta.trend.sma_indicator(v, 20),
-        'vi_plus': vx.vortex_indicator_pos(), 'vi_minus': vx.vortex_indicator_neg(),
-        'di_diff': adx.adx_pos() - adx.adx_neg(), 'bb_pband': bb.bollinger_pband()})
+    r = pd.DataFrame(
+        {
+            'ema_15': ta.trend.ema_indicator(cl, 15),
+            'ema_50': ta.trend.ema_indicator(cl, 50),
+            'adx': adx.adx(),
+            'macd': macd.macd(),
+            'macd_signal': macd.macd_signal(),
+            'macd_diff': macd.macd_diff(),
+            'ichimoku_conv': ich.ichimoku_conversion_line(),
+            'ichimoku_base': ich.ichimoku_base_line(),
+            'sar': ta.trend.PSARIndicator(h, l, cl, 0.02, 0.2).psar(),
+            'aroon_osc': ta.trend.AroonIndicator(h, l, 25).aroon_indicator(),
+            'dpo': ta.trend.DPOIndicator(cl, 20).dpo(),
+            'rsi': ta.momentum.rsi(cl, 14),
+            'stoch_k': st.stoch(),
+            'stoch_d': st.stoch_signal(),
+            'cci': ta.trend.cci(h, l, cl, 20),
+            'willr': ta.momentum.williams_r(h, l, cl, 14),
+            'roc': ta.momentum.roc(cl, 12),
+            'ultosc': ta.momentum.ultimate_oscillator(h, l, cl, 7, 14, 28),
+            'mfi': ta.volume.money_flow_index(h, l, cl, v, 14),
+            'stoch_rsi': 100 * ta.momentum.StochRSIIndicator(cl, 14).stochrsi(),
+            'atr': ta.volatility.average_true_range(h, l, cl, 14),
+            'bb_upper': bb.bollinger_hband(),
+            'bb_middle': bb.bollinger_mavg(),
+            'bb_lower': bb.bollinger_lband(),
+            'bb_width': bb.bollinger_wband() / 100,
+            'dc_upper': dc.donchian_channel_hband(),
+            'dc_middle': dc.donchian_channel_mband(),
+            'dc_lower': dc.donchian_channel_lband(),
+            'cmf': ta.volume.chaikin_money_flow(h, l, cl, v, 20),
+            'volume_sma': ta.trend.sma_indicator(v, 20),
+            'vi_plus': vx.vortex_indicator_pos(),
+            'vi_minus': vx.vortex_indicator_neg(),
+            'di_diff': adx.adx_pos() - adx.adx_neg(),
+            'bb_pband': bb.bollinger_pband(),
+        }
+    )
     r['volume_ratio'] = v / r.volume_sma
-    for n in (1, 4, 16): r[f'price_change_{n}'] = cl.pct_change(n)
+    for n in (1, 4, 16):
+        r[f'price_change_{n}'] = cl.pct_change(n)
     r['ema_cross'] = r.ema_15 / r.ema_50 - 1
     r['ema50_dist_atr'] = (cl - r.ema_50) / r.atr
     r['dc_position'] = (cl - r.dc_lower) / (r.dc_upper - r.dc_lower)
@@ -156,7 +208,7 @@ def granville_obv(c):
 def tied_extreme(series, n=26):
     "True where the n-bar window's max or min is reached more than once (Aroon's tie rule differs)."
     x = np.lib.stride_tricks.sliding_window_view(series.to_numpy(), n)
-    hit = lambda f: ((x == f(x, axis=1, keepdims=True)).sum(axis=1) > 1)
+    hit = lambda f: (x == f(x, axis=1, keepdims=True)).sum(axis=1) > 1
     return np.r_[np.zeros(n - 1, bool), hit(np.max) | hit(np.min)]
 
 
@@ -164,7 +216,7 @@ def flat_typical_price(c, n=15):
     "True where the MFI window holds an unchanged typical price: `ta`'s sum order makes it +-1e-17, not 0."
     tp = ((c.high + c.low + c.close) / 3).to_numpy()
     flat = np.r_[False, np.abs(np.diff(tp)) < 1e-12 * tp[1:]].astype(float)
-    return np.convolve(flat, np.ones(n))[:len(tp)] > 0
+    return np.convolve(flat, np.ones(n))[: len(tp)] > 0
 
 
 def check_against_ta(candles):
@@ -173,7 +225,8 @@ def check_against_ta(candles):
     ours, ref = ind[rows], ta_reference(candles)[rows]
     spread = ours[FEATURE_NAMES].std()
     for name in FEATURE_NAMES:
-        if name in ('obv', 'sar', 'aroon_osc', 'hour', 'day_of_week', 'is_weekend'): continue
+        if name in ('obv', 'sar', 'aroon_osc', 'hour', 'day_of_week', 'is_weekend'):
+            continue
         keep = ~flat_typical_price(candles)[rows] if name == 'mfi' else slice(None)
         worst = ((ours[name] - ref[name]).abs()[keep] / spread[name]).max()
         # 1e-3 of the spread: the EMA-50 seed (TA-Lib: SMA; ta: first bar) is forgotten to ~1e-4 by then
@@ -212,9 +265,12 @@ def test_btc_and_doge_model_features_live_on_the_same_scale():
 
 # --- incremental writes -------------------------------------------------------------------------
 
+
 def test_incremental_prepare_writes_what_a_full_run_writes(tmp_path):
     from cryptotft.db import connect
-    db = connect(f'sqlite:///{tmp_path}/t.db'); db.init_db()
+
+    db = connect(f'sqlite:///{tmp_path}/t.db')
+    db.init_db()
     candles, _ = synthetic_market(['AUSDT', 'BUSDT'], days=40, seed=9)
     candles = candles.drop(index=candles.index[(candles.symbol == 'BUSDT')][700])  # a gap in one symbol
     candles = candles.assign(interval='15')
@@ -231,5 +287,10 @@ def test_incremental_prepare_writes_what_a_full_run_writes(tmp_path):
         got = stored[stored.symbol == sym].reset_index(drop=True)
         assert (got.warmup.to_numpy() == expect.warmup.to_numpy()).all()
         keep = ~expect.warmup.to_numpy()
-        np.testing.assert_allclose(got.loc[keep, FEATURE_NAMES].to_numpy(), expect.loc[keep, FEATURE_NAMES].to_numpy(),
-                                   rtol=1e-9, atol=1e-9, err_msg=sym)
+        np.testing.assert_allclose(
+            got.loc[keep, FEATURE_NAMES].to_numpy(),
+            expect.loc[keep, FEATURE_NAMES].to_numpy(),
+            rtol=1e-9,
+            atol=1e-9,
+            err_msg=sym,
+        )

@@ -1,4 +1,5 @@
 """Expected-return labels: every rule of shared/specs/labels.md by hand, and kernel == plain-Python reference."""
+
 import math
 import sys
 from pathlib import Path
@@ -12,8 +13,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_labels import reference_labels  # noqa: E402
 
 from cryptotft.config import ConfigError, DataError, RiskProfile
-from cryptotft.labels import (EXIT_REASONS, LABEL_COLUMNS, expected_returns, labels_for_storage,
-                              labels_from_storage, segment_ends, simulate_entries)
+from cryptotft.labels import (
+    EXIT_REASONS,
+    LABEL_COLUMNS,
+    expected_returns,
+    labels_for_storage,
+    labels_from_storage,
+    segment_ends,
+    simulate_entries,
+)
 
 NO_FEES = RiskProfile(entry_fee_pct=0, take_profit_fee_pct=0, exit_fee_pct=0)
 FLAT = (100, 100, 100, 100)
@@ -97,8 +105,14 @@ def test_ladder_step_two_locks_first_take_profit_level():
 
 
 def test_ladder_step_three_locks_second_take_profit_level():
-    rows = [FLAT, (100, 101.3, 100.1, 101), (101, 102.5, 100.5, 102), (102, 103.6, 101.5, 103),
-            (103, 103.1, 102.3, 102.5), FLAT]
+    rows = [
+        FLAT,
+        (100, 101.3, 100.1, 101),
+        (101, 102.5, 100.5, 102),
+        (102, 103.6, 101.5, 103),
+        (103, 103.1, 102.3, 102.5),
+        FLAT,
+    ]
     ret, reason, bars, hits = first_trade(rows)
     assert ret == pytest.approx(0.2 * 1.2 + 0.3 * 2.4 + 0.3 * 3.5 + 0.2 * 2.4) and reason == 'trailing_stop'
     assert bars == 4 and hits == 3
@@ -114,10 +128,18 @@ def test_timeout_closes_the_rest_at_the_last_close():
 
 
 def test_short_on_the_mirrored_path_equals_the_long():
-    rows = [FLAT, (100, 101.3, 100.1, 101), (101, 102.5, 100.5, 102), (102, 103.6, 101.5, 103),
-            (103, 103.1, 102.3, 102.5), (98.5, 99, 98, 98.7), FLAT, FLAT]
+    rows = [
+        FLAT,
+        (100, 101.3, 100.1, 101),
+        (101, 102.5, 100.5, 102),
+        (102, 103.6, 101.5, 103),
+        (103, 103.1, 102.3, 102.5),
+        (98.5, 99, 98, 98.7),
+        FLAT,
+        FLAT,
+    ]
     for start in range(5):  # the trade from each row, on the path mirrored around its entry
-        path, e = rows[start:start + 3], rows[start][3]
+        path, e = rows[start : start + 3], rows[start][3]
         mirror = [(2 * e - o, 2 * e - low, 2 * e - high, 2 * e - c) for o, high, low, c in path]
         long = expected_returns(candles_from(path), NO_FEES, 2).iloc[0]
         short = expected_returns(candles_from(mirror), NO_FEES, 2).iloc[0]
@@ -155,11 +177,18 @@ def test_funding_is_charged_per_bar_on_the_open_fraction_only_while_held():
     rows = [FLAT, (100, 101.3, 100.1, 101), (102, 102.2, 101.5, 102), (101.9, 102, 99.9, 100), FLAT, FLAT]
     ts = candles_from(rows).timestamp
     minute = pd.Timedelta('1min')
-    events = pd.DataFrame({'timestamp': [ts[0], ts[0] + 14 * minute,  # entry bar: not charged
-                                         ts[2] - pd.Timedelta('1ms'),  # last instant of bar 1
-                                         ts[2] + 7 * minute,           # inside bar 2, 80% open
-                                         ts[4]],                       # after the exit bar 3
-                           'rate': [1.0, 1.0, 0.001, 0.002, 1.0]})
+    events = pd.DataFrame(
+        {
+            'timestamp': [
+                ts[0],
+                ts[0] + 14 * minute,  # entry bar: not charged
+                ts[2] - pd.Timedelta('1ms'),  # last instant of bar 1
+                ts[2] + 7 * minute,  # inside bar 2, 80% open
+                ts[4],
+            ],  # after the exit bar 3
+            'rate': [1.0, 1.0, 0.001, 0.002, 1.0],
+        }
+    )
     base, reason, bars, _ = first_trade(rows, horizon=5)
     charged, *_ = first_trade(rows, horizon=5, funding=events)
     assert reason == 'trailing_stop' and bars == 3
@@ -229,6 +258,7 @@ def test_simulate_entries_on_a_subset_matches_all_entries():
 
 # ---- property: the compiled kernel equals the plain-Python reference -----------------------------
 
+
 @st.composite
 def profiles(draw):
     """Random valid risk profile: 1-4 ascending levels, fractions summing to 1, any ladder."""
@@ -237,10 +267,15 @@ def profiles(draw):
     weights = np.array([draw(st.floats(0.05, 1.0)) for _ in range(n)])
     pct = st.floats(-1.0, 4.0)
     fee = st.floats(0.0, 0.1)
-    return RiskProfile(stop_loss_pct=draw(st.floats(0.05, 3.0)), take_profit_pct=tuple(np.cumsum(steps).tolist()),
-                       take_profit_fractions=tuple((weights / weights.sum()).tolist()),
-                       stop_ladder_pct=tuple(draw(pct) for _ in range(n - 1)),
-                       entry_fee_pct=draw(fee), take_profit_fee_pct=draw(fee), exit_fee_pct=draw(fee))
+    return RiskProfile(
+        stop_loss_pct=draw(st.floats(0.05, 3.0)),
+        take_profit_pct=tuple(np.cumsum(steps).tolist()),
+        take_profit_fractions=tuple((weights / weights.sum()).tolist()),
+        stop_ladder_pct=tuple(draw(pct) for _ in range(n - 1)),
+        entry_fee_pct=draw(fee),
+        take_profit_fee_pct=draw(fee),
+        exit_fee_pct=draw(fee),
+    )
 
 
 @st.composite
@@ -259,14 +294,22 @@ def markets(draw):
     missing = rng.random(n) < draw(st.sampled_from([0.0, 0.05, 0.2]))
     bar = 900_000
     ts_ms = 1_700_000_000_000 + bar * (np.arange(n) + np.cumsum(missing * rng.integers(1, 4, n)))
-    candles = pd.DataFrame({'timestamp': pd.to_datetime(ts_ms, unit='ms', utc=True),
-                            'open': open_, 'high': high, 'low': low, 'close': close})
+    candles = pd.DataFrame(
+        {
+            'timestamp': pd.to_datetime(ts_ms, unit='ms', utc=True),
+            'open': open_,
+            'high': high,
+            'low': low,
+            'close': close,
+        }
+    )
     k = draw(st.integers(0, 12))
     on_boundary = ts_ms[0] + bar * rng.integers(-1, n + 2, k) - rng.choice([0, 0, 1], k)
     anywhere = ts_ms[0] + rng.integers(-bar, bar * (n + 2), k)
     event_ms = np.where(rng.random(k) < 0.5, on_boundary, anywhere)
-    funding = pd.DataFrame({'timestamp': pd.to_datetime(event_ms, unit='ms', utc=True),
-                            'rate': rng.uniform(-0.003, 0.003, k)})
+    funding = pd.DataFrame(
+        {'timestamp': pd.to_datetime(event_ms, unit='ms', utc=True), 'rate': rng.uniform(-0.003, 0.003, k)}
+    )
     return candles, (funding if draw(st.booleans()) else None)
 
 

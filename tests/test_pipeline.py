@@ -1,13 +1,25 @@
 "`cryptotft pipeline --demo` end to end in a temporary directory, the re-run that trains nothing, and the report."
-import json, os, shutil, subprocess, sys, time
+
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, '-m', 'cryptotft.cli']
-TABLES = ('symbols', 'raw_market_data', 'funding_rates', 'processed_market_data', 'model_metadata',
-          'training_sequences', 'model_predictions')
+TABLES = (
+    'symbols',
+    'raw_market_data',
+    'funding_rates',
+    'processed_market_data',
+    'model_metadata',
+    'training_sequences',
+    'model_predictions',
+)
 
 
 def cli(*args, cwd, timeout=900):
@@ -18,12 +30,16 @@ def cli(*args, cwd, timeout=900):
 
 def notebook_errors(path):
     nb = json.loads(Path(path).read_text())
-    return [o for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', []) if o['output_type'] == 'error']
+    return [
+        o for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', []) if o['output_type'] == 'error'
+    ]
 
 
 def outputs_of(path, mime):
     nb = json.loads(Path(path).read_text())
-    return [o for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', []) if mime in o.get('data', {})]
+    return [
+        o for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', []) if mime in o.get('data', {})
+    ]
 
 
 @pytest.fixture(scope='module')
@@ -76,8 +92,16 @@ def test_rerun_without_new_data_trains_nothing(demo):
 def test_report_command_executes_the_notebook_with_papermill(demo):
     d, run, _ = demo
     shutil.move(run / 'train_report.ipynb', run / 'first_report.ipynb')
-    r = cli('report', '--param', f'run_id={run.name}', '--param', 'synthetic=true',
-            '--notebook', str(ROOT / 'nbs' / 'reports' / 'train_report.ipynb'), cwd=d)
+    r = cli(
+        'report',
+        '--param',
+        f'run_id={run.name}',
+        '--param',
+        'synthetic=true',
+        '--notebook',
+        str(ROOT / 'nbs' / 'reports' / 'train_report.ipynb'),
+        cwd=d,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     report = run / 'train_report.ipynb'
     assert notebook_errors(report) == []

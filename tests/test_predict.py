@@ -1,4 +1,5 @@
 "A tiny trained run (conftest.tiny_run) end to end: evaluate_run, predict_run and predict_latest on SQLite."
+
 import json
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from cryptotft.config import DataError, to_ms
 
 def test_evaluate_run_reports_the_model_next_to_every_baseline_and_writes_files(tiny_run):
     from cryptotft.evaluate import evaluate_run
+
     cfg, db, res, _ = tiny_run
     table = evaluate_run(cfg, 'tiny', runs_dir=cfg.training.runs_dir, db=db, n_boot=50)
     test = table[table.split == 'test']
@@ -15,7 +17,8 @@ def test_evaluate_run_reports_the_model_next_to_every_baseline_and_writes_files(
     assert set(table[table.split == 'val'].fold) == {1} and 'model' not in set(table[table.split == 'val'].predictor)
     row = test[(test.predictor == 'model') & (test.side == 'buy') & (test.metric == 'mae')].iloc[0]
     assert row.lo <= row.value <= row.hi
-    for f in ('metrics.csv', 'metrics.json', 'metrics.png'): assert (res.run_dir / f).exists()
+    for f in ('metrics.csv', 'metrics.json', 'metrics.png'):
+        assert (res.run_dir / f).exists()
     assert len(json.loads((res.run_dir / 'metrics.json').read_text())) == len(table)
     assert 'test' in db.read_runs().set_index('run_id').loc['tiny', 'metrics']
 
@@ -23,6 +26,7 @@ def test_evaluate_run_reports_the_model_next_to_every_baseline_and_writes_files(
 def test_predict_run_stores_every_test_window_with_its_label_idempotently(tiny_run):
     from cryptotft.predict import predict_run
     from cryptotft.dataset import load_dataset
+
     cfg, db, res, _ = tiny_run
     n = predict_run(cfg, db, 'tiny', runs_dir=cfg.training.runs_dir)
     ds = load_dataset(res.run_dir / 'dataset.npz')
@@ -37,6 +41,7 @@ def test_predict_run_stores_every_test_window_with_its_label_idempotently(tiny_r
 
 def test_predict_latest_scores_the_newest_bar_of_every_symbol(tiny_run):
     from cryptotft.predict import predict_latest
+
     cfg, db, res, candles = tiny_run
     sig = predict_latest(cfg, db, 'tiny', runs_dir=cfg.training.runs_dir)
     assert sig['symbol'].tolist() == ['BTCUSDT', 'ETHUSDT']
@@ -50,6 +55,7 @@ def test_predict_latest_scores_the_newest_bar_of_every_symbol(tiny_run):
 
 def test_a_missing_run_folder_says_what_to_do(tiny_run):
     from cryptotft.evaluate import evaluate_run
+
     cfg = tiny_run[0]
     with pytest.raises(DataError, match='train a model first'):
         evaluate_run(cfg, 'nope', runs_dir=cfg.training.runs_dir)

@@ -5,7 +5,15 @@ client key, 127.0.0.1 only, a free port), the remote directory is a tmp folder, 
 is this venv's interpreter (so no `pip install` runs). Needs Debian's openssh-server, openssh-client
 and rsync; skipped with the reason when they are missing.
 """
-import getpass, json, os, shutil, socket, subprocess, sys, time
+
+import getpass
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 import pytest
 from cryptotft.remote import RemoteError, RemoteHost, fetch_run, remote_status, run_remote, start_job
@@ -24,9 +32,15 @@ def _free_port() -> int:
 @pytest.fixture(scope='module')
 def sshd(tmp_path_factory):
     "A private sshd on 127.0.0.1 accepting one generated key for the current user."
-    missing = [t for t in (SSHD, shutil.which('ssh'), shutil.which('rsync'), shutil.which('ssh-keygen')) if not t or not os.path.exists(t)]
+    missing = [
+        t
+        for t in (SSHD, shutil.which('ssh'), shutil.which('rsync'), shutil.which('ssh-keygen'))
+        if not t or not os.path.exists(t)
+    ]
     if missing or not shutil.which('rsync'):
-        pytest.skip('needs openssh-server, openssh-client and rsync: apt-get install -y openssh-server openssh-client rsync')
+        pytest.skip(
+            'needs openssh-server, openssh-client and rsync: apt-get install -y openssh-server openssh-client rsync'
+        )
     d = tmp_path_factory.mktemp('sshd')
     for name in ('host_key', 'client_key'):
         subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(d / name)], check=True)
@@ -45,12 +59,15 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 Subsystem sftp internal-sftp
 """)
-    if os.geteuid() == 0: os.makedirs('/run/sshd', exist_ok=True)  # privilege separation directory
+    if os.geteuid() == 0:
+        os.makedirs('/run/sshd', exist_ok=True)  # privilege separation directory
     proc = subprocess.Popen([SSHD, '-D', '-e', '-f', str(d / 'sshd_config')], stderr=subprocess.PIPE, text=True)
     for _ in range(100):
         with socket.socket() as s:
-            if s.connect_ex(('127.0.0.1', port)) == 0: break
-        if proc.poll() is not None: pytest.skip(f'sshd did not start: {proc.stderr.read()[-300:]}')
+            if s.connect_ex(('127.0.0.1', port)) == 0:
+                break
+        if proc.poll() is not None:
+            pytest.skip(f'sshd did not start: {proc.stderr.read()[-300:]}')
         time.sleep(0.05)
     yield dict(port=port, key=str(d / 'client_key'), known_hosts=str(d / 'known_hosts'))
     proc.terminate()
@@ -59,8 +76,15 @@ Subsystem sftp internal-sftp
 
 @pytest.fixture
 def host(sshd, tmp_path):
-    return RemoteHost('127.0.0.1', sshd['port'], getpass.getuser(), sshd['key'], remote_dir=str(tmp_path / 'remote'),
-                      python=sys.executable, known_hosts=sshd['known_hosts'])
+    return RemoteHost(
+        '127.0.0.1',
+        sshd['port'],
+        getpass.getuser(),
+        sshd['key'],
+        remote_dir=str(tmp_path / 'remote'),
+        python=sys.executable,
+        known_hosts=sshd['known_hosts'],
+    )
 
 
 @pytest.fixture
@@ -70,13 +94,25 @@ def snapshot(tmp_path):
     return p
 
 
-def _sha(p): return __import__('hashlib').sha256(Path(p).read_bytes()).hexdigest()
+def _sha(p):
+    return __import__('hashlib').sha256(Path(p).read_bytes()).hexdigest()
 
 
 def test_run_remote_syncs_code_executes_notebook_and_fetches_run_folder(host, snapshot, tmp_path):
     runs, lines = tmp_path / 'runs', []
-    local = run_remote(host, snapshot, {'epochs': 3}, run_id='t-ok', project_dir=ROOT, notebook=NOTEBOOK,
-                       runs_dir=runs, install=False, launcher='nohup', poll_s=0.3, out=lines.append)
+    local = run_remote(
+        host,
+        snapshot,
+        {'epochs': 3},
+        run_id='t-ok',
+        project_dir=ROOT,
+        notebook=NOTEBOOK,
+        runs_dir=runs,
+        install=False,
+        launcher='nohup',
+        poll_s=0.3,
+        out=lines.append,
+    )
     code = Path(host.code_dir)
     # code synced without the venv, git or local data; the snapshot sits beside it
     assert (code / 'cryptotft' / 'remote.py').read_bytes() == (ROOT / 'cryptotft' / 'remote.py').read_bytes()
@@ -96,8 +132,18 @@ def test_run_remote_syncs_code_executes_notebook_and_fetches_run_folder(host, sn
 def test_detached_job_can_be_reattached_with_status_and_fetch(host, snapshot, tmp_path):
     runs = tmp_path / 'runs'
     launcher = 'tmux' if shutil.which('tmux') else 'nohup'
-    run_id = start_job(host, snapshot, {'epochs': 2, 'sleep_s': 4.0}, run_id='t-detached', project_dir=ROOT,
-                       notebook=NOTEBOOK, runs_dir=runs, install=False, launcher=launcher, out=lambda s: None)
+    run_id = start_job(
+        host,
+        snapshot,
+        {'epochs': 2, 'sleep_s': 4.0},
+        run_id='t-detached',
+        project_dir=ROOT,
+        notebook=NOTEBOOK,
+        runs_dir=runs,
+        install=False,
+        launcher=launcher,
+        out=lambda s: None,
+    )
     # kernel start-up plus a 4 s sleep keep the job busy while we look
     assert remote_status(run_id, runs).state in ('starting', 'running')
     lines = []
@@ -110,8 +156,19 @@ def test_detached_job_can_be_reattached_with_status_and_fetch(host, snapshot, tm
 def test_failed_notebook_raises_and_still_brings_back_the_log(host, snapshot, tmp_path):
     runs = tmp_path / 'runs'
     with pytest.raises(RemoteError, match='failed with exit code 1'):
-        run_remote(host, snapshot, {'fail': True}, run_id='t-fail', project_dir=ROOT, notebook=NOTEBOOK,
-                   runs_dir=runs, install=False, launcher='nohup', poll_s=0.3, out=lambda s: None)
+        run_remote(
+            host,
+            snapshot,
+            {'fail': True},
+            run_id='t-fail',
+            project_dir=ROOT,
+            notebook=NOTEBOOK,
+            runs_dir=runs,
+            install=False,
+            launcher='nohup',
+            poll_s=0.3,
+            out=lambda s: None,
+        )
     assert 'planned failure for the test' in (runs / 't-fail' / 'remote.log').read_text()
     assert remote_status('t-fail', runs).state == 'failed'
 
@@ -119,13 +176,26 @@ def test_failed_notebook_raises_and_still_brings_back_the_log(host, snapshot, tm
 def test_gpu_requirements_install_once_per_pyproject(host, snapshot, tmp_path):
     # a stand-in interpreter that records pip calls and hands everything else to the real python
     fake = tmp_path / 'fakepy'
-    fake.write_text(f'#!/bin/sh\nif [ "$1 $2" = "-m pip" ]; then echo "$@" >> {tmp_path}/pip.log; exit 0; fi\n'
-                    f'exec {sys.executable} "$@"\n')
+    fake.write_text(
+        f'#!/bin/sh\nif [ "$1 $2" = "-m pip" ]; then echo "$@" >> {tmp_path}/pip.log; exit 0; fi\n'
+        f'exec {sys.executable} "$@"\n'
+    )
     fake.chmod(0o755)
     h = RemoteHost(**{**host.__dict__, 'python': str(fake)})
     for i in range(2):
-        run_remote(h, snapshot, {}, run_id=f't-install-{i}', project_dir=ROOT, notebook=NOTEBOOK, runs_dir=tmp_path / 'runs',
-                   install=True, launcher='nohup', poll_s=0.3, out=lambda s: None)
+        run_remote(
+            h,
+            snapshot,
+            {},
+            run_id=f't-install-{i}',
+            project_dir=ROOT,
+            notebook=NOTEBOOK,
+            runs_dir=tmp_path / 'runs',
+            install=True,
+            launcher='nohup',
+            poll_s=0.3,
+            out=lambda s: None,
+        )
     assert (tmp_path / 'pip.log').read_text().splitlines() == ['-m pip install -q -e .[gpu]']
 
 

@@ -1,4 +1,5 @@
 """Behaviour of the TFT model module: shapes, masks, selection weights, training, save/load, JAX."""
+
 import os
 import subprocess
 import sys
@@ -10,23 +11,25 @@ keras = pytest.importorskip('keras')
 tf = pytest.importorskip('tensorflow')
 from keras import ops
 
-from cryptotft.tft import (TFTConfig, attention_profile, build_tft, feature_importance, prediction_loss,
-                           quantile_loss)
+from cryptotft.tft import TFTConfig, attention_profile, build_tft, feature_importance, prediction_loss, quantile_loss
 
 TINY = dict(n_features=8, n_symbols=3, sequence_length=20, d_model=16, num_heads=2)
 
 
 def batch(tcfg, n=8, seed=0):
     rng = np.random.default_rng(seed)
-    return {'features': rng.normal(size=(n, tcfg.sequence_length, tcfg.n_features)).astype('float32'),
-            'symbol': rng.integers(0, tcfg.n_symbols, n).astype('int32')}
+    return {
+        'features': rng.normal(size=(n, tcfg.sequence_length, tcfg.n_features)).astype('float32'),
+        'symbol': rng.integers(0, tcfg.n_symbols, n).astype('int32'),
+    }
 
 
 def planted_dataset(tcfg, n=256, seed=0, dict_target=True):
     "Target = last bar's first feature (regression) or its sign (classification), for both sides."
     x = batch(tcfg, n, seed)
     y = np.repeat(x['features'][:, -1, :1], 2, axis=1)
-    if tcfg.task == 'classification': y = (y > 0).astype('float32')
+    if tcfg.task == 'classification':
+        y = (y > 0).astype('float32')
     return tf.data.Dataset.from_tensor_slices((x, {'prediction': y} if dict_target else y)).batch(32)
 
 
@@ -87,7 +90,8 @@ def test_save_and_load_give_identical_predictions(tmp_path):
     again = keras.models.load_model(path)
     x = batch(tcfg, 16, seed=3)
     a, b = model.predict(x, verbose=0), again.predict(x, verbose=0)
-    for k in a: np.testing.assert_array_equal(a[k], b[k])
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
     assert again.get_layer('tft').tcfg == tcfg
 
 
@@ -99,10 +103,13 @@ def test_quantile_loss_is_the_pinball_loss():
 
 
 def test_interpretation_helpers_rank_features_and_lags():
-    w = np.zeros((4, 5, 3)); w[..., 2] = 0.7; w[..., 0] = 0.3
+    w = np.zeros((4, 5, 3))
+    w[..., 2] = 0.7
+    w[..., 0] = 0.3
     fi = feature_importance(w, ['a', 'b', 'c'])
     assert list(fi.feature) == ['c', 'a', 'b']
-    att = np.zeros((2, 5, 5)); att[:, -1, -2] = 1.0  # the last bar looks one bar back
+    att = np.zeros((2, 5, 5))
+    att[:, -1, -2] = 1.0  # the last bar looks one bar back
     prof = attention_profile(att)
     assert prof.set_index('lag').attention.idxmax() == 1
 
@@ -115,7 +122,9 @@ def test_mixed_bfloat16_policy_gives_float32_outputs_and_trains():
         out = model(batch(tcfg))
         model.compile(optimizer='adam', loss={'prediction': prediction_loss(tcfg)})
         before = [ops.convert_to_numpy(w) for w in model.trainable_weights]
-        hist = model.fit(planted_dataset(tcfg, n=64), epochs=1, verbose=0)  # dropout on: the hand-written gradients in bf16
+        hist = model.fit(
+            planted_dataset(tcfg, n=64), epochs=1, verbose=0
+        )  # dropout on: the hand-written gradients in bf16
     finally:
         keras.mixed_precision.set_global_policy('float32')
     assert all(keras.backend.standardize_dtype(v.dtype) == 'float32' for v in out.values())
@@ -148,6 +157,7 @@ def test_runs_on_the_jax_backend():
 
 def test_hash_dropout_shared_axes_reuse_one_mask_at_the_stated_rate():
     from cryptotft.tft import HashDropout
+
     x = np.ones((6, 64, 60, 8), 'float32')
     y = ops.convert_to_numpy(HashDropout(0.2, seed=3, shared_axes=(0,))(x, training=True))
     assert all(np.array_equal(y[0], y[v]) for v in range(1, 6))  # one mask for every variable

@@ -1,4 +1,5 @@
 "Training end to end on tiny synthetic data: loss falls, no leakage, exact reload, run folder and db rows."
+
 import json
 import os
 import subprocess
@@ -15,13 +16,17 @@ from conftest import tiny_processed
 from cryptotft.synthetic import synthetic_market
 from cryptotft.train import load_run, predict_windows, train
 
-TINY = dict(sequence_length=16, prediction_horizon=8, d_model=8, num_heads=2, batch_size=64, dropout=0.0,
-            learning_rate=3e-3)
+TINY = dict(
+    sequence_length=16, prediction_horizon=8, d_model=8, num_heads=2, batch_size=64, dropout=0.0, learning_rate=3e-3
+)
 
 
 def tiny_cfg(**training):
-    return with_overrides(Config(), model=TINY, training=dict(val_fraction=0.2, test_fraction=0.2, plot_every=2,
-                                                              early_stopping_patience=10, **training))
+    return with_overrides(
+        Config(),
+        model=TINY,
+        training=dict(val_fraction=0.2, test_fraction=0.2, plot_every=2, early_stopping_patience=10, **training),
+    )
 
 
 def momentum_frame(days=14, seed=0):
@@ -53,7 +58,7 @@ def test_tiny_model_trains_end_to_end_and_its_loss_falls(run):
 def test_saved_model_reloads_and_gives_identical_predictions(run):
     res, snap, _ = run
     model, meta = load_run(res.run_dir)
-    ds = load_dataset(meta['dataset_path'])                      # the snapshot in the run folder, no database
+    ds = load_dataset(meta['dataset_path'])  # the snapshot in the run folder, no database
     ends = ds.ends('test')
     assert np.array_equal(predict_windows(model, ds, ends), predict_windows(res.model, snap, ends))
     assert meta['feature_names'] == snap.feature_names and meta['run_dir'] == str(res.run_dir.resolve())
@@ -68,7 +73,10 @@ def test_run_folder_holds_config_features_range_splits_and_plots(run):
     assert sorted(p.name for p in (d / 'plots').iterdir()) == ['epoch_002.png', 'epoch_004.png']
     meta = json.loads((d / 'run.json').read_text())
     assert meta['config']['model']['epochs'] == 4 and meta['index']['sequence_length'] == 16
-    assert meta['data_range'] == {**snap.config['data_range'], **{k: meta['data_range'][k] for k in ('start_utc', 'end_utc')}}
+    assert meta['data_range'] == {
+        **snap.config['data_range'],
+        **{k: meta['data_range'][k] for k in ('start_utc', 'end_utc')},
+    }
     assert {r['split'] for r in meta['splits']} == {'train', 'val', 'test'}
     assert np.allclose(meta['scaler']['mean'], snap.scaler['mean'])
     assert len(pd.read_csv(d / 'history.csv')) == 4
@@ -90,13 +98,25 @@ def planted_frame(shuffle: bool, n=3000, seed=0):
     frames = []
     for i, s in enumerate(('AAAUSDT', 'BBBUSDT')):
         x = rng.normal(size=(n, 3))
-        buy = x[:, 0] + 0.5 * np.roll(x[:, 0], 2) + 0.5 * rng.normal(size=n)   # bars t and t-2 of the window
+        buy = x[:, 0] + 0.5 * np.roll(x[:, 0], 2) + 0.5 * rng.normal(size=n)  # bars t and t-2 of the window
         sell = x[:, 1] - 0.5 * x[:, 2] + 0.5 * rng.normal(size=n)
         ts = pd.Series(pd.date_range('2024-01-01', periods=n, freq='15min', tz='UTC'))
-        frames.append(pd.DataFrame({'symbol': s, 'timestamp': ts, 'f0': x[:, 0], 'f1': x[:, 1], 'f2': x[:, 2],
-                                    'buy_return': buy, 'sell_return': sell}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    'symbol': s,
+                    'timestamp': ts,
+                    'f0': x[:, 0],
+                    'f1': x[:, 1],
+                    'f2': x[:, 2],
+                    'buy_return': buy,
+                    'sell_return': sell,
+                }
+            )
+        )
     df = pd.concat(frames, ignore_index=True)
-    if shuffle: df[['buy_return', 'sell_return']] = rng.permutation(df[['buy_return', 'sell_return']].to_numpy())
+    if shuffle:
+        df[['buy_return', 'sell_return']] = rng.permutation(df[['buy_return', 'sell_return']].to_numpy())
     return df
 
 
@@ -106,8 +126,10 @@ def test_shuffled_targets_score_at_chance_while_a_planted_signal_does_better(shu
     ds = dataset_from_frame(planted_frame(shuffle), cfg, ['f0', 'f1', 'f2'])
     res = train(cfg, ds, task='classification', epochs=4, runs_dir=tmp_path, progress=False)
     auc = [res.metrics['test'][f'{s}_auc'] for s in ('buy', 'sell')]
-    if shuffle: assert all(abs(a - 0.5) < 0.07 for a in auc), auc    # ~1,100 test windows: sd of AUC ~0.02
-    else: assert min(auc) > 0.7, auc
+    if shuffle:
+        assert all(abs(a - 0.5) < 0.07 for a in auc), auc  # ~1,100 test windows: sd of AUC ~0.02
+    else:
+        assert min(auc) > 0.7, auc
 
 
 ALLOCATOR_SCRIPT = """
@@ -124,7 +146,8 @@ except ValueError: print('default')
 @pytest.mark.parametrize('user_value, expected', [(None, 'bfc'), ('false', 'default')])
 def test_importing_cryptotft_selects_the_bfc_cpu_allocator_unless_the_user_chose(user_value, expected):
     env = {k: v for k, v in os.environ.items() if k != 'TF_CPU_ALLOCATOR_USE_BFC'}
-    if user_value is not None: env['TF_CPU_ALLOCATOR_USE_BFC'] = user_value
+    if user_value is not None:
+        env['TF_CPU_ALLOCATOR_USE_BFC'] = user_value
     res = subprocess.run([sys.executable, '-c', ALLOCATOR_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split()[-1] == expected
