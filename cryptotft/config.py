@@ -9,6 +9,7 @@ Docs: https://cryptotft.github.io/cryptotft/config.html.md"""
 from __future__ import annotations
 import dataclasses
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass, field, fields
@@ -19,10 +20,10 @@ import pandas as pd
 import yaml
 
 # %% auto #0
-__all__ = ['INTERVAL_MINUTES', 'CryptoTFTError', 'ConfigError', 'DataError', 'ExchangeError', 'TemporaryExchangeError',
-           'RateLimited', 'interval_ms', 'to_ms', 'from_ms', 'new_run_id', 'DatabaseConfig', 'BybitConfig',
-           'DownloadConfig', 'RiskProfile', 'ModelConfig', 'TrainingConfig', 'Config', 'config_from_dict', 'apply_env',
-           'load_config', 'with_overrides', 'config_to_dict']
+__all__ = ['INTERVAL_MINUTES', 'RUN_ID_PATTERN', 'CryptoTFTError', 'ConfigError', 'DataError', 'ExchangeError',
+           'TemporaryExchangeError', 'RateLimited', 'interval_ms', 'to_ms', 'from_ms', 'new_run_id', 'validate_run_id',
+           'DatabaseConfig', 'BybitConfig', 'DownloadConfig', 'RiskProfile', 'ModelConfig', 'TrainingConfig', 'Config',
+           'config_from_dict', 'apply_env', 'load_config', 'with_overrides', 'config_to_dict']
 
 # %% ../nbs/00_config.ipynb #7f782c52
 class CryptoTFTError(Exception):
@@ -94,6 +95,19 @@ def new_run_id(task: str = 'regression', now: float | None = None) -> str:
     "A sortable, unique run id such as 20240501-120000-reg-1a2b3c."
     stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(time.time() if now is None else now))
     return f"{stamp}-{task[:3]}-{secrets.token_hex(3)}"
+
+# %% ../nbs/00_config.ipynb #bb32bc3a
+RUN_ID_PATTERN = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,63}')
+
+
+def validate_run_id(run_id: str) -> str:
+    "`run_id` when it is a plain name (`RUN_ID_PATTERN`), else a ConfigError."
+    if not isinstance(run_id, str) or RUN_ID_PATTERN.fullmatch(run_id) is None:
+        raise ConfigError(
+            f"run id {str(run_id)[:80]!r} is not a plain name: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return run_id
 
 # %% ../nbs/00_config.ipynb #9b6f167b
 @dataclass(frozen=True)
