@@ -7,6 +7,9 @@ Docs: https://cryptotft.github.io/cryptotft/evaluate.html.md"""
 
 # %% ../nbs/08_evaluate.ipynb #2fc67965
 from __future__ import annotations
+import hashlib
+import logging
+import os
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -15,17 +18,26 @@ import pandas as pd
 from .config import Config, DataError, from_ms, to_ms
 from .labels import SIDES
 
+log = logging.getLogger(__name__)
+
 # %% auto #0
-__all__ = ['BARS_PER_DAY', 'accuracy', 'win_rate', 'REGRESSION_METRICS', 'CLASSIFICATION_METRICS', 'TRADE_METRICS', 'IC_METRICS',
-           'LOWER_IS_BETTER', 'NO_SKILL', 'DECISION_ONLY', 'HEADLINE', 'block_bootstrap_indices', 'bootstrap_weights',
-           'SideSample', 'panel_index', 'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy', 'precision', 'recall',
-           'f1', 'avg_trade', 'auc', 'ic_time', 'rank_ic_time', 'ic_symbol', 'rank_ic_symbol', 'task_metrics',
-           'to_score', 'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'predict_windows', 'point_forecast',
-           'eval_frame', 'baseline_predictions', 'evaluate_split', 'RunArtifacts', 'load_run_artifacts', 'plot_metrics',
-           'evaluate_run']
+__all__ = ['log', 'BARS_PER_DAY', 'accuracy', 'win_rate', 'REGRESSION_METRICS', 'CLASSIFICATION_METRICS', 'TRADE_METRICS',
+           'IC_METRICS', 'LOWER_IS_BETTER', 'NO_SKILL', 'DECISION_ONLY', 'FLAGGED', 'HEADLINE', 'PREDICTOR_ORDER',
+           'bootstrap_block', 'block_bootstrap_indices', 'bootstrap_weights', 'SideSample', 'panel_index',
+           'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy', 'precision', 'recall', 'f1', 'avg_trade', 'auc',
+           'ic_time', 'rank_ic_time', 'ic_symbol', 'rank_ic_symbol', 'task_metrics', 'to_score', 'holm',
+           'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'Forecast', 'forecast', 'point_forecast',
+           'eval_frame', 'split_summary', 'baseline_predictions', 'evaluate_split', 'RunArtifacts',
+           'load_run_artifacts', 'model_key', 'save_predictions', 'stored_predictions', 'run_predictions',
+           'plot_metrics', 'model_predictions_of', 'evaluate_run', 'compact_table', 'verdict']
 
 # %% ../nbs/08_evaluate.ipynb #666734c8
-BARS_PER_DAY = 96  # 15-minute bars: the bootstrap block is one day
+BARS_PER_DAY = 96  # 15-minute bars: the shortest bootstrap block is one day
+
+
+def bootstrap_block(horizon: int, bars_per_day: int = BARS_PER_DAY) -> int:
+    "Block length (bars) that respects label overlap: at least two label horizons and at least one day."
+    return max(int(bars_per_day), 2 * int(horizon))
 
 
 def block_bootstrap_indices(n: int, n_boot: int = 500, block: int = BARS_PER_DAY, seed: int = 0) -> np.ndarray:
@@ -211,8 +223,18 @@ IC_METRICS = {
     'rank_ic_symbol': rank_ic_symbol,
 }
 LOWER_IS_BETTER = {'mae', 'rmse'}
-NO_SKILL = {'auc': 0.5, 'ic_time': 0.0, 'rank_ic_time': 0.0, 'ic_symbol': 0.0, 'rank_ic_symbol': 0.0}
+NO_SKILL = {
+    'auc': 0.5,
+    'avg_trade': 0.0,
+    'ic_time': 0.0,
+    'rank_ic_time': 0.0,
+    'ic_symbol': 0.0,
+    'rank_ic_symbol': 0.0,
+}
 DECISION_ONLY = ('always_long', 'always_short')
+# comparisons that mean something: precision, recall, F1 and win rate against a reference that never
+# trades (zero) or always trades say nothing about skill, so they are reported but never flagged
+FLAGGED = {'mae', 'rmse', 'r2', 'direction_accuracy', 'auc', 'avg_trade', *IC_METRICS}
 
 
 def task_metrics(task: str) -> dict:
@@ -227,17 +249,52 @@ def to_score(pred, task: str) -> np.ndarray:
     return np.asarray(pred, np.float64) - (0.5 if task == 'classification' else 0.0)
 
 
+def _interval(v) -> tuple:
+    "2.5 and 97.5 percentiles of the resamples v[1:] (NaN when no resample has a value)."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)  # all-NaN resamples of a metric without value
+        if not np.isfinite(v[1:]).any():
+            return np.nan, np.nan
+        lo, hi = np.nanpercentile(v[1:], [2.5, 97.5])
+    return lo, hi
+
+
+def _p_value(d, lower_is_better: bool) -> float:
+    "One-sided p-value of 'no better than the reference': the full-sample difference over its bootstrap sd."
+    from scipy.stats import norm
+
+    rest = d[1:][np.isfinite(d[1:])]
+    if not np.isfinite(d[0]) or len(rest) < 2:
+        return np.nan
+    sd = rest.std(ddof=1)
+    if sd == 0:
+        return 0.0 if (d[0] < 0 if lower_is_better else d[0] > 0) else 1.0
+    z = d[0] / sd
+    return float(norm.sf(-z if lower_is_better else z))
+
+
 def _summarize(v, ref, metric) -> dict:
-    "Value, interval, paired difference to the reference and its interval for one metric."
+    "Value, interval, paired difference to the reference, its interval and one-sided bootstrap p-value."
     if ref is None or not np.isfinite(ref[0]):
         ref = np.full_like(v, NO_SKILL.get(metric, np.nan))
     d = v - ref
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', RuntimeWarning)  # all-NaN resamples of a metric without value
-        lo, hi = np.nanpercentile(v[1:], [2.5, 97.5]) if np.isfinite(v[1:]).any() else (np.nan, np.nan)
-        dlo, dhi = np.nanpercentile(d[1:], [2.5, 97.5]) if np.isfinite(d[1:]).any() else (np.nan, np.nan)
+    lo, hi = _interval(v)
+    dlo, dhi = _interval(d)
+    p = _p_value(d, metric in LOWER_IS_BETTER)
     better = (dhi < 0) if metric in LOWER_IS_BETTER else (dlo > 0)
-    return dict(value=v[0], lo=lo, hi=hi, diff=d[0], diff_lo=dlo, diff_hi=dhi, beats_reference=bool(better))
+    return dict(value=v[0], lo=lo, hi=hi, diff=d[0], diff_lo=dlo, diff_hi=dhi, p_value=p, beats_reference=bool(better))
+
+
+def holm(p_values) -> np.ndarray:
+    "Holm-Bonferroni adjusted p-values (NaN stays NaN)."
+    p = np.asarray(p_values, np.float64)
+    ok = np.flatnonzero(np.isfinite(p))
+    out = np.full(p.shape, np.nan)
+    order = ok[np.argsort(p[ok], kind='stable')]
+    m = len(order)
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
 
 
 def metrics_table(
@@ -248,8 +305,10 @@ def metrics_table(
     block: int = BARS_PER_DAY,
     seed: int = 0,
     reference: str = 'zero',
+    versus=('model', 'model_median'),
 ) -> pd.DataFrame:
-    "Every metric of every predictor and side with block-bootstrap 95% intervals and the paired difference to `reference`."
+    """Every metric of every predictor and side with 95% block-bootstrap intervals and the paired difference to
+    `reference`; the predictors named in `versus` are also compared with every other predictor (column `reference`)."""
     row, col, n_rows, n_cols = panel_index(frame['timestamp'], frame['symbol'])
     W = np.vstack([np.ones(n_rows), bootstrap_weights(n_rows, n_boot, block, seed)])
     values = {}
@@ -261,24 +320,40 @@ def metrics_table(
                 if name in DECISION_ONLY and (m in IC_METRICS or m in ('mae', 'rmse', 'r2')):
                     continue
                 values[name, side, m] = fn(W, s)
-    rows = [
-        dict(predictor=n, side=sd, metric=m, **_summarize(v, values.get((reference, sd, m)), m))
-        for (n, sd, m), v in values.items()
-    ]
-    return pd.DataFrame(rows)
+    pairs = [(name, reference) for name in predictions]
+    for name in versus:
+        if name in predictions:
+            pairs += [(name, other) for other in predictions if other not in (name, reference)]
+    rows = []
+    for name, ref in pairs:
+        for (who, side, m), v in values.items():
+            if who != name or (ref != reference and (m not in FLAGGED or (ref, side, m) not in values)):
+                continue
+            row_ = dict(
+                predictor=name, reference=ref, side=side, metric=m, **_summarize(v, values.get((ref, side, m)), m)
+            )
+            row_['flagged'] = m in FLAGGED and name != ref
+            row_['beats_reference'] = row_['beats_reference'] and row_['flagged']
+            rows.append(row_)
+    table = pd.DataFrame(rows)
+    table['p_holm'] = holm(table['p_value'].where(table['flagged']))
+    table['beats_reference_holm'] = table['p_holm'] < 0.025
+    return table
 
 # %% ../nbs/08_evaluate.ipynb #ca38696f
 def constant_baselines(y_train: np.ndarray, n: int, task: str = 'regression') -> dict:
-    "zero, train_mean, always_long and always_short predictions, (n, 2) each."
+    "zero, train_mean, train_median, always_long and always_short predictions, (n, 2) each."
     y_train = np.asarray(y_train, np.float64)
     mean = (
         np.nanmean(y_train > 0, 0) * np.isfinite(y_train).any(0) if task == 'classification' else np.nanmean(y_train, 0)
     )
+    median = mean if task == 'classification' else np.nanmedian(y_train, 0)
     neutral, big = (0.5, 0.5) if task == 'classification' else (0.0, 1e6)
     long_ = (1.0, 0.0) if task == 'classification' else (big, -big)
     return {
         'zero': np.full((n, 2), neutral),
         'train_mean': np.tile(mean, (n, 1)),
+        'train_median': np.tile(median, (n, 1)),
         'always_long': np.tile(long_, (n, 1)),
         'always_short': np.tile(long_[::-1], (n, 1)),
     }
@@ -314,19 +389,34 @@ def lightgbm_baseline(X_train, y_train, X_test, task: str = 'regression', seed: 
     return out
 
 # %% ../nbs/08_evaluate.ipynb #11b01c15
-def predict_windows(model, ds, ends, task: str = 'regression', batch_size: int = 1024) -> np.ndarray:
-    "The model's 'prediction' for the windows of `ds` ending at `ends` (the trainer's own tf.data gather)."
-    from cryptotft.train import predict_windows as _predict
+class Forecast(NamedTuple):
+    "A model's output split by meaning: the point forecast that decisions use, the median, the quantiles."
 
-    if len(ends) == 0:
-        return np.zeros((0, 2))
-    return _predict(model, ds, np.asarray(ends), batch_size, task).astype(np.float64)
+    point: np.ndarray  # (n, 2): the expected return (mean head), the median (median-only run) or the probability
+    median: np.ndarray | None  # (n, 2) the median quantile (regression)
+    quantiles: np.ndarray | None  # (n, 2, Q) all quantiles (regression)
+    kind: str  # 'mean', 'median' (a run trained before the mean head) or 'probability'
+
+
+def forecast(pred, quantiles=(0.1, 0.5, 0.9)) -> Forecast:
+    "Split (n, 2, 1 + Q) mean-and-quantile, (n, 2, Q) quantile-only or (n, 2) probability outputs."
+    pred = np.asarray(pred, np.float64)
+    if pred.ndim == 2:
+        return Forecast(pred, None, None, 'probability')
+    q = np.asarray(quantiles)
+    mid = int(np.argmin(np.abs(q - 0.5)))
+    if pred.shape[-1] == len(q) + 1:
+        return Forecast(pred[:, :, 0], pred[:, :, 1 + mid], pred[:, :, 1:], 'mean')
+    if pred.shape[-1] != len(q):
+        raise DataError(
+            f"prediction has {pred.shape[-1]} values per side; quantiles {tuple(q)} need {len(q)} or {len(q) + 1}"
+        )
+    return Forecast(pred[:, :, mid], pred[:, :, mid], pred, 'median')
 
 
 def point_forecast(pred, quantiles=(0.1, 0.5, 0.9)) -> np.ndarray:
-    "(n, 2) median quantile of a (n, 2, Q) regression output; classification (n, 2) probabilities unchanged."
-    pred = np.asarray(pred, np.float64)
-    return pred[:, :, int(np.argmin(np.abs(np.asarray(quantiles) - 0.5)))] if pred.ndim == 3 else pred
+    "(n, 2) point forecast: the expected return of a mean-head run, else the median; probabilities unchanged."
+    return forecast(pred, quantiles).point
 
 
 def eval_frame(ds, ends) -> pd.DataFrame:
@@ -340,6 +430,33 @@ def eval_frame(ds, ends) -> pd.DataFrame:
             'sell_return': ret[:, 1].astype(np.float64),
         }
     )
+
+# %% ../nbs/08_evaluate.ipynb #16d19197
+def split_summary(y: np.ndarray, pred: np.ndarray, task: str, quantiles=(0.1, 0.5, 0.9)) -> dict:
+    "Summary scores of a model's outputs `pred` against targets `y` (n, 2): the numbers a run records."
+    from scipy.stats import spearmanr
+
+    f = forecast(pred, quantiles)
+    n = len(y)
+    one = np.ones((1, n))
+    out = {'n': int(n), 'kind': f.kind}
+    for k, side in enumerate(SIDES):
+        t = np.asarray(y[:, k], np.float64)
+        s = side_sample(t, to_score(f.point[:, k], task), np.arange(n), np.zeros(n, int), n, 1)
+        if task == 'regression':
+            q = np.asarray(quantiles)
+            err = t[:, None] - f.quantiles[:, k]
+            out[f'{side}_pinball'] = float(np.maximum(q * err, (q - 1) * err).mean())
+            out[f'{side}_mae'] = float(mae(one, s)[0])
+            out[f'{side}_rmse'] = float(rmse(one, s)[0])
+            out[f'{side}_coverage'] = float(((t >= f.quantiles[:, k, 0]) & (t <= f.quantiles[:, k, -1])).mean())
+            out[f'{side}_rank_corr'] = float(spearmanr(f.point[:, k], t).statistic) if n > 2 else float('nan')
+        else:
+            s = s._replace(y=t - 0.5)  # profit flags: 1 -> positive
+            out[f'{side}_auc'] = float(auc(one, s)[0])
+            out[f'{side}_accuracy'] = float(accuracy(one, s)[0])
+            out[f'{side}_base_rate'] = float(t.mean())
+    return out
 
 # %% ../nbs/08_evaluate.ipynb #1d4a7bd9
 def baseline_predictions(
@@ -357,10 +474,16 @@ def baseline_predictions(
 def evaluate_split(
     ds, train_ends, eval_ends, model_pred=None, task: str = 'regression', n_boot: int = 500, seed: int = 0, **kw
 ) -> pd.DataFrame:
-    "The metrics table of the model (when given) next to all baselines on the windows ending at `eval_ends`."
-    preds = ({'model': np.asarray(model_pred)} if model_pred is not None else {}) | baseline_predictions(
-        ds, train_ends, eval_ends, task, seed=seed
-    )
+    "The metrics table of the model (a dict of named predictions, or one array) next to all baselines."
+    if model_pred is None:
+        preds = {}
+    elif isinstance(model_pred, dict):
+        preds = dict(model_pred)
+    else:
+        preds = {'model': np.asarray(model_pred)}
+    preds = preds | baseline_predictions(ds, train_ends, eval_ends, task, seed=seed)
+    horizon = int(ds.config.get('index', {}).get('prediction_horizon', BARS_PER_DAY // 2))
+    kw.setdefault('block', bootstrap_block(horizon))
     return metrics_table(eval_frame(ds, eval_ends), preds, task, n_boot=n_boot, seed=seed, **kw)
 
 # %% ../nbs/08_evaluate.ipynb #66239163
@@ -396,7 +519,65 @@ def load_run_artifacts(cfg: Config, run_id: str, runs_dir='runs') -> RunArtifact
     ds = load_dataset(_snapshot_path(run_dir, meta))
     task = meta.get('task') or cfg.training.task
     quantiles = tuple(meta.get('tft_config', {}).get('quantiles') or cfg.model.quantiles)
+    if task == 'regression' and not meta.get('tft_config', {}).get('mean_head', False):
+        log.warning('run %s was trained before the mean head: it is reported as median-only', run_id)
     return RunArtifacts(run_id, run_dir, model, meta, ds, task, quantiles)
+
+# %% ../nbs/08_evaluate.ipynb #ea282306
+def model_key(run_dir) -> str:
+    "sha256 of the run's model.keras: stored predictions are valid for exactly this file."
+    return hashlib.sha256((Path(run_dir) / 'model.keras').read_bytes()).hexdigest()
+
+
+def save_predictions(run_dir, ends, pred, key: str | None = None) -> Path:
+    "Write predictions.npz (ends, pred, model key) atomically."
+    run_dir = Path(run_dir)
+    path = run_dir / 'predictions.npz'
+    tmp = run_dir / 'predictions.tmp.npz'
+    order = np.argsort(np.asarray(ends), kind='stable')
+    np.savez(tmp, ends=np.asarray(ends)[order], pred=np.asarray(pred)[order], model_key=key or model_key(run_dir))
+    os.replace(tmp, path)
+    return path
+
+
+def stored_predictions(run_dir, ends) -> np.ndarray | None:
+    "The stored predictions of windows `ends`, or None when the file is missing, stale or lacks one of them."
+    path = Path(run_dir) / 'predictions.npz'
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        if str(z['model_key']) != model_key(run_dir):
+            log.info('stored predictions of %s are from another model file: predicting again', run_dir)
+            return None
+        have, pred = z['ends'], z['pred']
+    ends = np.asarray(ends)
+    at = np.searchsorted(have, ends)
+    if len(ends) and (at.max() >= len(have) or not np.array_equal(have[np.minimum(at, len(have) - 1)], ends)):
+        return None
+    return pred[at].astype(np.float64)
+
+
+def run_predictions(art: RunArtifacts, ends) -> np.ndarray:
+    "Predictions of a run for windows `ends`: from predictions.npz when current, else predicted and stored."
+    from cryptotft.train import predict_windows
+
+    ends = np.asarray(ends)
+    pred = stored_predictions(art.run_dir, ends)
+    if pred is not None:
+        return pred
+    log.info('predicting %d windows of run %s', len(ends), art.run_id)
+    pred = predict_windows(art.model, art.ds, ends, task=art.task).astype(np.float64)
+    path = Path(art.run_dir) / 'predictions.npz'
+    if path.exists():
+        with np.load(path) as z:
+            if str(z['model_key']) == model_key(art.run_dir):
+                keep = ~np.isin(z['ends'], ends)
+                ends_all = np.concatenate([z['ends'][keep], ends])
+                pred_all = np.concatenate([z['pred'][keep], pred])
+                save_predictions(art.run_dir, ends_all, pred_all)
+                return pred
+    save_predictions(art.run_dir, ends, pred)
+    return pred
 
 # %% ../nbs/08_evaluate.ipynb #78512248
 HEADLINE = ('r2', 'direction_accuracy', 'auc', 'win_rate', 'rank_ic_time', 'rank_ic_symbol')
@@ -425,20 +606,25 @@ def plot_metrics(table: pd.DataFrame, path=None, metrics=HEADLINE):
     return fig
 
 
+def model_predictions_of(art: RunArtifacts, ends) -> dict:
+    "The run's named predictions for `ends`: 'model' (the point forecast) and, for a mean-head run, 'model_median'."
+    f = forecast(run_predictions(art, ends), art.quantiles)
+    out = {'model': f.point}
+    if f.kind == 'mean':
+        out['model_median'] = f.median
+    return out
+
+
 def evaluate_run(cfg: Config, run_id: str, runs_dir='runs', db=None, n_boot: int = 500) -> pd.DataFrame:
-    "Metrics table (test split and walk-forward folds) of a run next to its baselines; writes metrics.* and metrics.png."
+    "Metrics table (test split) of a run's model next to its baselines; writes metrics.* and metrics.png."
     art = load_run_artifacts(cfg, run_id, runs_dir)
-    ds, seed, own = art.ds, cfg.training.seed, int(art.meta.get('fold', 0))
-    tables = []
-    for split, k in [('test', own)] + [('val', f) for f in ds.folds if f > 0]:
-        ends = ds.ends(split, k)
-        pred = point_forecast(predict_windows(art.model, ds, ends, art.task), art.quantiles) if k == own else None
-        t = evaluate_split(ds, ds.ends('train', k), ends, pred, art.task, n_boot, seed)
-        tables.append(t.assign(split=split, fold=k))
-    table = pd.concat(tables, ignore_index=True)
+    ds, seed, fold = art.ds, cfg.training.seed, int(art.meta.get('fold', 0))
+    ends = art.ds.ends('test', fold)
+    t = evaluate_split(ds, ds.ends('train', fold), ends, model_predictions_of(art, ends), art.task, n_boot, seed)
+    table = t.assign(split='test', fold=fold)
     table.to_csv(art.run_dir / 'metrics.csv', index=False)
     (art.run_dir / 'metrics.json').write_text(table.to_json(orient='records', indent=1))
-    plot_metrics(table[table['split'] == 'test'], art.run_dir / 'metrics.png')
+    plot_metrics(table, art.run_dir / 'metrics.png')
     if db is not None:
         _record_metrics(db, art, table)
     return table
@@ -464,3 +650,71 @@ def _record_metrics(db, art: RunArtifacts, table: pd.DataFrame):
         metrics,
         r['artifacts'],
     )
+
+# %% ../nbs/08_evaluate.ipynb #073c109c
+PREDICTOR_ORDER = (
+    'model',
+    'model_median',
+    'lightgbm',
+    'train_mean',
+    'train_median',
+    'zero',
+    'always_long',
+    'always_short',
+)
+
+
+def _cell(value, lo, hi) -> str:
+    "value [lo, hi] to 4 significant digits."
+    if not np.isfinite(value):
+        return '-'
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f'{value:.4g}'
+    return f'{value:.4g} [{lo:.4g}, {hi:.4g}]'
+
+
+def compact_table(table: pd.DataFrame, reference: str = 'zero') -> pd.DataFrame:
+    "Rows (metric, side), columns predictors, cells 'value [lo, hi]' with '*' where the predictor beats `reference`."
+    t = table[table['reference'] == reference]
+    cells = [_cell(r.value, r.lo, r.hi) + (' *' if r.beats_reference_holm else '') for r in t.itertuples(index=False)]
+    wide = t.assign(cell=cells).pivot_table(
+        index=['metric', 'side'], columns='predictor', values='cell', aggfunc='first'
+    )
+    metrics = list(dict.fromkeys(t['metric']))
+    wide = wide.reindex(pd.MultiIndex.from_product([metrics, list(SIDES)], names=['metric', 'side']))
+    wide = wide.dropna(how='all')
+    cols = [c for c in PREDICTOR_ORDER if c in wide.columns] + [c for c in wide.columns if c not in PREDICTOR_ORDER]
+    return wide[cols].fillna('-')
+
+
+def verdict(table: pd.DataFrame, backtest: dict | None = None) -> str:
+    "A few sentences: which model metrics beat which baselines (Holm-adjusted), and what the chosen strategy made."
+    t = table[(table['predictor'] == 'model') & table['flagged'] & table['beats_reference_holm']]
+    lines = []
+    for (side, metric), g in t.groupby(['side', 'metric'], sort=False):
+        r = g.iloc[0]
+        lines.append(
+            f"- {side} side, {metric} = {r.value:.4g} [{r.lo:.4g}, {r.hi:.4g}] beats {', '.join(g['reference'])}"
+        )
+    n_flagged = int(table['flagged'].sum())
+    if lines:
+        head = (
+            f"The model beats a baseline on {len(lines)} metric-side pairs "
+            f"(Holm-adjusted over {n_flagged} comparisons):"
+        )
+    else:
+        head = (
+            f"No edge found: no metric of the model beats any baseline once its interval and the Holm adjustment "
+            f"over {n_flagged} comparisons are applied."
+        )
+    out = [head, *lines]
+    if backtest is not None:
+        model = backtest['model']
+        refs = backtest.get('references', {})
+        verb = 'made' if model['total_return'] > 0 else 'lost'
+        ref_text = ', '.join(f"{k}: {v['total_return']:+.2%}" for k, v in refs.items())
+        out.append(
+            f"The strategy chosen on validation (threshold {backtest['threshold']:.4g}) {verb} "
+            f"{model['total_return']:+.2%} on test over {model['n_trades']} trades ({ref_text})."
+        )
+    return '\n'.join(out)

@@ -31,11 +31,12 @@ from cryptotft.dataset import (
     split_table,
     window_rows,
 )
+from .evaluate import forecast, save_predictions, split_summary
 from .tft import TFTConfig, build_tft, feature_importance, prediction_loss
 
 # %% auto #0
 __all__ = ['XLA_MIN_STEPS', 'dataset_tensors', 'window_pipeline', 'Standardize', 'precision_policy', 'build_model',
-           'predict_windows', 'split_metrics', 'training_figure', 'LivePlot', 'TrainResult', 'train', 'load_run']
+           'predict_windows', 'training_figure', 'LivePlot', 'TrainResult', 'train', 'load_run']
 
 # %% ../nbs/07_train.ipynb #12caf022
 def dataset_tensors(ds: Dataset, task: str):
@@ -115,37 +116,20 @@ def build_model(tcfg: TFTConfig, scaler: dict, policy: str = 'float32') -> keras
 def predict_windows(
     model: keras.Model, ds: Dataset, ends, batch_size: int = 1024, task: str = 'regression'
 ) -> np.ndarray:
-    "The model's 'prediction' for the windows ending at `ends`: (n, 2, Q) quantiles or (n, 2) probabilities."
+    "The model's 'prediction' of the windows ending at `ends`: (n, 2, 1 + Q) mean and quantiles, or (n, 2)."
     head = keras.Model(model.inputs, model.output['prediction'])  # skip the (n, T, T) attention
     T = model.input['features'].shape[1]  # the model's window, whatever ds was indexed for
     return head.predict(window_pipeline(ds, ends, task, batch_size, sequence_length=T), verbose=0).astype(np.float32)
 
-
-def split_metrics(y: np.ndarray, pred: np.ndarray, task: str, quantiles=(0.1, 0.5, 0.9)) -> dict:
-    "Summary scores of predictions `pred` against targets `y` (n, 2) of `task`."
-    from sklearn.metrics import roc_auc_score
-
-    out = {'n': int(len(y))}
-    for s, side in enumerate(('buy', 'sell')):
-        t, p = y[:, s].astype(np.float64), pred[:, s].astype(np.float64)
-        if task == 'regression':
-            q = np.asarray(quantiles)
-            mid = int(np.argmin(np.abs(q - 0.5)))
-            err = t[:, None] - p
-            out[f'{side}_pinball'] = float(np.maximum(q * err, (q - 1) * err).mean())
-            out[f'{side}_mae'] = float(np.abs(err[:, mid]).mean())
-            out[f'{side}_coverage'] = float(((t >= p[:, 0]) & (t <= p[:, -1])).mean())
-            out[f'{side}_rank_corr'] = float(pd.Series(p[:, mid]).corr(pd.Series(t), method='spearman'))
-        else:
-            both = 0 < t.mean() < 1
-            out[f'{side}_auc'] = float(roc_auc_score(t, p)) if both else float('nan')
-            out[f'{side}_accuracy'] = float(((p > 0.5) == (t > 0.5)).mean())
-            out[f'{side}_base_rate'] = float(t.mean())
-    return out
-
 # %% ../nbs/07_train.ipynb #65b694ae
 def training_figure(
-    history: pd.DataFrame, y: np.ndarray, pred: np.ndarray, importance: pd.DataFrame, task: str, title: str = ''
+    history: pd.DataFrame,
+    y: np.ndarray,
+    pred: np.ndarray,
+    importance: pd.DataFrame,
+    task: str,
+    title: str = '',
+    quantiles=(0.1, 0.5, 0.9),
 ):
     "Loss curves, predicted vs actual on a validation sample, feature importance: one Figure."
     from matplotlib.figure import Figure
@@ -159,14 +143,14 @@ def training_figure(
     a.legend(fontsize=8)
     for s, (side, colr) in enumerate((('buy', 'C2'), ('sell', 'C3'))):
         if task == 'regression':
-            b.scatter(y[:, s], pred[:, s, pred.shape[-1] // 2], s=4, alpha=0.4, c=colr, label=side)
+            b.scatter(y[:, s], forecast(pred, quantiles).point[:, s], s=4, alpha=0.4, c=colr, label=side)
         else:
             bins = np.clip((pred[:, s] * 10).astype(int), 0, 9)
             rate = pd.Series(y[:, s]).groupby(bins).mean()
             b.plot((rate.index + 0.5) / 10, rate.values, marker='o', c=colr, label=side)
     b.set(
         xlabel='actual' if task == 'regression' else 'predicted probability',
-        ylabel='predicted median' if task == 'regression' else 'realised profit rate',
+        ylabel='predicted expected return' if task == 'regression' else 'realised profit rate',
         title='validation sample',
     )
     b.legend(fontsize=8)
@@ -192,8 +176,18 @@ def _notebook_display():
 class LivePlot(keras.callbacks.Callback):
     "Every `every` epochs: redraw the training figure in place (notebook) and save it under `plot_dir`."
 
-    def __init__(self, every: int, plot_dir, sample, task: str, feature_names, live: bool | None = None):
+    def __init__(
+        self,
+        every: int,
+        plot_dir,
+        sample,
+        task: str,
+        feature_names,
+        live: bool | None = None,
+        quantiles=(0.1, 0.5, 0.9),
+    ):
         super().__init__()
+        self.quantiles = tuple(quantiles)
         self.every, self.plot_dir, self.task, self.names = max(1, int(every)), Path(plot_dir), task, list(feature_names)
         self.x, self.y = sample
         self.display = _notebook_display() if live is None else (_notebook_display() if live else None)
@@ -208,7 +202,13 @@ class LivePlot(keras.callbacks.Callback):
         out = self.model(self.x, training=False)
         imp = feature_importance(out['temporal_weights'], self.names)
         fig = training_figure(
-            pd.DataFrame(self.rows), self.y, np.asarray(out['prediction']), imp, self.task, f'epoch {epoch + 1}'
+            pd.DataFrame(self.rows),
+            self.y,
+            np.asarray(out['prediction']),
+            imp,
+            self.task,
+            f'epoch {epoch + 1}',
+            self.quantiles,
         )
         self.plot_dir.mkdir(parents=True, exist_ok=True)
         fig.savefig(self.plot_dir / f'epoch_{epoch + 1:03d}.png', dpi=80)
@@ -249,7 +249,7 @@ def _compile(model: keras.Model, tcfg: TFTConfig, cfg: Config, steps: int):
     "AdamW with cosine decay over the planned steps, the task's loss on 'prediction' only."
     m = cfg.model
     lr = keras.optimizers.schedules.CosineDecay(m.learning_rate, decay_steps=max(1, steps * m.epochs), alpha=0.05)
-    # no compiled metrics: Keras then wants targets for every output; split_metrics scores after fit
+    # no compiled metrics: Keras then wants targets for every output; split_summary scores after fit
     # XLA trains 1.6x faster (bench_train) but compiling costs ~30 s: worth it for real runs, not for tiny ones
     model.compile(
         optimizer=keras.optimizers.AdamW(lr, weight_decay=m.weight_decay, clipnorm=1.0),
@@ -259,13 +259,13 @@ def _compile(model: keras.Model, tcfg: TFTConfig, cfg: Config, steps: int):
     )  # small models: less per-step overhead (bench_train)
 
 
-def _callbacks(cfg: Config, run_dir: Path, sample, task: str, names, live) -> list:
+def _callbacks(cfg: Config, run_dir: Path, sample, task: str, names, live, quantiles=(0.1, 0.5, 0.9)) -> list:
     "Checkpoint, early stopping, CSV log, live plots and (when the tensorboard package is installed) TensorBoard."
     out = [
         keras.callbacks.ModelCheckpoint(run_dir / 'model.keras', monitor='val_loss', save_best_only=True),
         keras.callbacks.EarlyStopping(monitor='val_loss', patience=cfg.training.early_stopping_patience),
         keras.callbacks.CSVLogger(run_dir / 'history.csv'),
-        LivePlot(cfg.training.plot_every, run_dir / 'plots', sample, task, names, live),
+        LivePlot(cfg.training.plot_every, run_dir / 'plots', sample, task, names, live, quantiles),
     ]
     if importlib.util.find_spec('tensorboard') is not None:  # tensorflow-cpu wheels may come without it
         out.append(keras.callbacks.TensorBoard(run_dir / 'tensorboard', write_graph=False, profile_batch=0))
@@ -305,7 +305,16 @@ def _run_record(run_id, task, fold, cfg, ds, tcfg, scaler, policy, metrics, stat
         'dataset': 'dataset.npz',
         'artifacts': {
             k: k
-            for k in ('model.keras', 'run.json', 'scaler.json', 'history.csv', 'dataset.npz', 'plots', 'tensorboard')
+            for k in (
+                'model.keras',
+                'run.json',
+                'scaler.json',
+                'history.csv',
+                'dataset.npz',
+                'predictions.npz',
+                'plots',
+                'tensorboard',
+            )
         },
         'versions': {'keras': keras.__version__, 'tensorflow': tf.__version__},
     }
@@ -380,7 +389,9 @@ def train(
         window_pipeline(ds, train_ends, task, bs, True, cfg.training.seed, tensors),
         validation_data=window_pipeline(ds, val_ends, task, bs, tensors=tensors),
         epochs=cfg.model.epochs,
-        callbacks=_callbacks(cfg, run_dir, _val_sample(ds, val_ends, task), task, ds.feature_names, live_plots),
+        callbacks=_callbacks(
+            cfg, run_dir, _val_sample(ds, val_ends, task), task, ds.feature_names, live_plots, tcfg.quantiles
+        ),
         shuffle=False,
         verbose=1 if progress else 0,
     )  # tf.data already shuffles the ends
@@ -391,10 +402,12 @@ def train(
         'best_epoch': int(history['val_loss'].idxmin()) + 1,
         'best_val_loss': float(history['val_loss'].min()),
     }
-    scored = np.concatenate([val_ends, ds.ends('test')])  # one predict call: one trace
+    test_ends = ds.ends('test', fold)
+    scored = np.concatenate([val_ends, test_ends])  # one predict call: one trace
     pred, y = predict_windows(model, ds, scored, bs, task), ds.targets(task)[scored]
+    save_predictions(run_dir, scored, pred)  # evaluation, backtest and report read these: predict once per run
     for split, part in (('val', slice(0, len(val_ends))), ('test', slice(len(val_ends), None))):
-        metrics[split] = split_metrics(y[part], pred[part], task, tcfg.quantiles)
+        metrics[split] = split_summary(y[part], pred[part], task, tcfg.quantiles)
     _write_record(run_dir, {**rec, 'metrics': metrics, 'status': 'finished'}, db)
     return TrainResult(run_id, run_dir, history, metrics, model)
 

@@ -33,7 +33,7 @@ def planted_dataset(tcfg, n=256, seed=0, dict_target=True):
     return tf.data.Dataset.from_tensor_slices((x, {'prediction': y} if dict_target else y)).batch(32)
 
 
-@pytest.mark.parametrize('task,shape', [('regression', (8, 2, 3)), ('classification', (8, 2))])
+@pytest.mark.parametrize('task,shape', [('regression', (8, 2, 4)), ('classification', (8, 2))])
 def test_output_shapes_for_both_tasks(task, shape):
     tcfg = TFTConfig(task=task, **TINY)
     out = build_tft(tcfg)(batch(tcfg))
@@ -142,7 +142,7 @@ tcfg = TFTConfig(n_features=8, n_symbols=3, sequence_length=20, d_model=16, num_
 x = {'features': np.random.rand(64, 20, 8).astype('float32'), 'symbol': np.zeros(64, 'int32')}
 m = build_tft(tcfg); m.compile(optimizer='adam', loss={'prediction': prediction_loss(tcfg)})
 m.fit(x, {'prediction': np.random.rand(64, 2).astype('float32')}, epochs=1, verbose=0)
-assert m.predict(x, verbose=0)['prediction'].shape == (64, 2, 3)
+assert m.predict(x, verbose=0)['prediction'].shape == (64, 2, 4)
 print('ok', keras.backend.backend())
 """
 
