@@ -8,18 +8,22 @@ Docs: https://cryptotft.github.io/cryptotft/backtest.html.md"""
 # %% ../nbs/08b_backtest.ipynb #af1542ac
 from __future__ import annotations
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from .config import Config, DataError, RiskProfile, from_ms, interval_ms, to_ms
 from .labels import SIDES, expected_returns
-from .evaluate import eval_frame, load_run_artifacts, point_forecast, predict_windows
+from .evaluate import eval_frame, load_run_artifacts, point_forecast, run_predictions
+
+log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['EXIT_BARS', 'RETURNS', 'select_trades', 'drawdown', 'BacktestResult', 'equity_curve', 'trade_stats', 'backtest',
-           'reference_predictions', 'threshold_sweep', 'plot_backtest', 'has_exit_bars', 'labels_profile',
-           'simulated_labels', 'resimulated_exit_bars', 'trade_frame', 'backtest_run']
+__all__ = ['log', 'NEUTRAL_THRESHOLD', 'EXIT_BARS', 'RETURNS', 'select_trades', 'drawdown', 'BacktestResult', 'equity_curve',
+           'trade_stats', 'backtest', 'reference_predictions', 'threshold_sweep', 'threshold_candidates',
+           'choose_threshold', 'plot_backtest', 'has_exit_bars', 'labels_profile', 'simulated_labels',
+           'resimulated_exit_bars', 'trade_frame', 'validation_strategy', 'backtest_run']
 
 # %% ../nbs/08b_backtest.ipynb #cf39f387
 def select_trades(times_ms, pred, exit_bars, labels, threshold: float, bar_ms: int = 900_000):
@@ -168,6 +172,36 @@ def threshold_sweep(frame, pred, thresholds, **kw) -> pd.DataFrame:
     "Backtest statistics for each threshold."
     return pd.DataFrame([dict(threshold=t, **backtest(frame, pred, t, **kw).stats) for t in thresholds])
 
+# %% ../nbs/08b_backtest.ipynb #78dd5651
+NEUTRAL_THRESHOLD = {'regression': 0.0, 'classification': 0.5}
+
+
+def threshold_candidates(pred, task: str = 'regression') -> np.ndarray:
+    "The neutral threshold and quantiles (50-99 %) of the better side's signal."
+    best = np.nanmax(np.asarray(pred, np.float64), 1) if len(pred) else np.zeros(0)
+    best = best[np.isfinite(best)]
+    quantiles = np.nanquantile(best, [0.5, 0.75, 0.9, 0.95, 0.99]) if len(best) else []
+    return np.unique(np.r_[NEUTRAL_THRESHOLD[task], quantiles])
+
+
+def choose_threshold(
+    frame: pd.DataFrame, pred, rule: str = 'best_total_return', min_trades: int = 30, task: str = 'regression', **kw
+) -> dict:
+    "The trade threshold chosen on validation rows `frame` by `rule`; falls back to the neutral one (recorded)."
+    neutral = NEUTRAL_THRESHOLD[task]
+    out = {'rule': rule, 'min_trades': int(min_trades), 'threshold': neutral, 'fallback': rule != 'fixed'}
+    if rule == 'fixed':
+        out['validation_sweep'] = []
+        return out
+    sweep = threshold_sweep(frame, pred, threshold_candidates(pred, task), **kw)
+    key = 'total_return' if rule == 'best_total_return' else 'sharpe'
+    ok = sweep[(sweep['n_trades'] >= min_trades) & sweep[key].notna()]
+    if len(ok):
+        out['threshold'] = float(ok.loc[ok[key].idxmax(), 'threshold'])
+        out['fallback'] = False
+    out['validation_sweep'] = sweep.to_dict('records')
+    return out
+
 # %% ../nbs/08b_backtest.ipynb #7d964339
 def plot_backtest(results: dict, path=None):
     "Equity and drawdown curves (seaborn) of named BacktestResults; saved to `path` when given."
@@ -239,7 +273,8 @@ def resimulated_exit_bars(
         profile,
         interval,
     )
-    key = lambda d: d.assign(_ts=to_ms(d['timestamp']))[['symbol', '_ts']]
+    def key(d):
+        return d.assign(_ts=to_ms(d['timestamp']))[['symbol', '_ts']]
     sim = key(frame).merge(pd.concat([key(lab), lab[[*RETURNS, *EXIT_BARS]]], axis=1), on=['symbol', '_ts'], how='left')
     known = frame[list(RETURNS)].notna().to_numpy()
     off = known & ~np.isclose(
@@ -255,7 +290,7 @@ def resimulated_exit_bars(
 
 
 def trade_frame(ds, ends, cfg: Config | None = None, db=None) -> pd.DataFrame:
-    "symbol, timestamp, returns and exit bars of the windows ending at `ends` (snapshot labels, or re-simulated from `db`)."
+    "symbol, timestamp, returns and exit bars of the windows ending at `ends` (snapshot, or re-simulated from `db`)."
     frame = eval_frame(ds, ends)
     if has_exit_bars(ds, ends):
         return frame.assign(**{c: ds.label(c)[ends].astype(np.float64) for c in EXIT_BARS})
@@ -269,19 +304,41 @@ def trade_frame(ds, ends, cfg: Config | None = None, db=None) -> pd.DataFrame:
     return resimulated_exit_bars(db, frame, horizon, labels_profile(ds, cfg), interval)
 
 # %% ../nbs/08b_backtest.ipynb #2222c4cb
-def backtest_run(
-    cfg: Config, run_id: str, threshold: float | None = None, runs_dir='runs', db=None, risk_fraction: float = 0.02
-) -> BacktestResult:
-    "Backtest a run's test-period signals (plus random-entry / always-long references and a threshold sweep)."
-    art = load_run_artifacts(cfg, run_id, runs_dir)
-    ds, ends = art.ds, art.ds.ends('test')
-    if db is None and not has_exit_bars(ds, ends):  # old snapshots only: re-simulate from stored candles
+def _trade_rows(art, cfg: Config, ends, db):
+    "Trade frame and point forecasts of a run's windows `ends`."
+    if db is None and not has_exit_bars(art.ds, ends):  # old snapshots only: re-simulate from stored candles
         from cryptotft.db import connect
 
         db = connect(cfg.database.url)
-    frame = trade_frame(ds, ends, cfg, db)
-    pred = point_forecast(predict_windows(art.model, ds, ends, art.task), art.quantiles)
-    threshold = (0.5 if art.task == 'classification' else 0.0) if threshold is None else float(threshold)
+    frame = trade_frame(art.ds, ends, cfg, db)
+    return frame, point_forecast(run_predictions(art, ends), art.quantiles)
+
+
+def validation_strategy(art, cfg: Config, db=None, risk_fraction: float = 0.02) -> dict:
+    "The threshold chosen by the config's rule on the run's validation windows only."
+    fold = int(art.meta.get('fold', 0))
+    frame, pred = _trade_rows(art, cfg, art.ds.ends('val', fold), db)
+    t = cfg.training
+    kw = dict(risk_fraction=risk_fraction, leverage=cfg.risk_profile.leverage, interval=cfg.data_download.interval)
+    return choose_threshold(frame, pred, t.threshold_rule, t.threshold_min_trades, art.task, **kw)
+
+
+def backtest_run(
+    cfg: Config, run_id: str, threshold: float | None = None, runs_dir='runs', db=None, risk_fraction: float = 0.02
+) -> BacktestResult:
+    "Backtest a run's test signals at the validation-chosen threshold (or a given one), with references."
+    art = load_run_artifacts(cfg, run_id, runs_dir)
+    strategy = art.meta.get('strategy')
+    if strategy is None:
+        strategy = validation_strategy(art, cfg, db, risk_fraction)
+        _record_strategy(art.run_dir, strategy)
+    if threshold is None:
+        threshold = strategy['threshold']
+    else:
+        threshold = float(threshold)
+        log.info('threshold %.4g given by hand; the validation rule chose %.4g', threshold, strategy['threshold'])
+    fold = int(art.meta.get('fold', 0))
+    frame, pred = _trade_rows(art, cfg, art.ds.ends('test', fold), db)
     kw = dict(risk_fraction=risk_fraction, leverage=cfg.risk_profile.leverage, interval=cfg.data_download.interval)
     res = backtest(frame, pred, threshold, **kw)
     refs = {
@@ -289,15 +346,20 @@ def backtest_run(
         for n, p in reference_predictions(pred, threshold, cfg.training.seed).items()
     }
     res.references = pd.DataFrame({n: r.stats for n, r in refs.items()}).T
-    best = np.nanmax(pred, 1)
-    res.sweep = threshold_sweep(
-        frame, pred, np.unique(np.r_[threshold, np.nanquantile(best, [0.5, 0.75, 0.9, 0.95, 0.99])]), **kw
-    )
-    _save_backtest(art.run_dir, res, refs)
+    res.sweep = threshold_sweep(frame, pred, threshold_candidates(pred, art.task), **kw)  # a diagnostic only
+    _save_backtest(art.run_dir, res, refs, strategy)
     return res
 
 
-def _save_backtest(run_dir: Path, res: BacktestResult, refs: dict):
+def _record_strategy(run_dir: Path, strategy: dict):
+    "Add the validation-chosen strategy to run.json."
+    path = Path(run_dir) / 'run.json'
+    rec = json.loads(path.read_text())
+    rec['strategy'] = strategy
+    path.write_text(json.dumps(rec, indent=1, default=float))
+
+
+def _save_backtest(run_dir: Path, res: BacktestResult, refs: dict, strategy: dict | None = None):
     "backtest.json, trade and per-symbol CSVs and the equity / drawdown figure in the run folder."
     res.trades.to_csv(run_dir / 'backtest_trades.csv', index=False)
     res.per_symbol.to_csv(run_dir / 'backtest_per_symbol.csv', index=False)
@@ -305,7 +367,8 @@ def _save_backtest(run_dir: Path, res: BacktestResult, refs: dict):
         'threshold': res.threshold,
         'model': res.stats,
         'references': res.references.to_dict('index'),
-        'sweep': res.sweep.to_dict('records'),
+        'strategy': strategy,
+        'diagnostic_test_sweep': res.sweep.to_dict('records'),  # shown after the result, never used to choose
     }
     (run_dir / 'backtest.json').write_text(json.dumps(doc, indent=1, default=float))
     plot_backtest({'model': res, **refs}, run_dir / 'backtest.png')

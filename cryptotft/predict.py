@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from .config import Config, DataError, from_ms, interval_ms, to_ms
-from .evaluate import point_forecast, predict_windows, load_run_artifacts
+from .evaluate import forecast, load_run_artifacts, run_predictions
+from .train import predict_windows
 
 # %% auto #0
 __all__ = ['PREDICTION_COLUMNS', 'prediction_rows', 'signal_table', 'predict_run', 'latest_windows', 'predict_latest']
@@ -21,6 +22,8 @@ PREDICTION_COLUMNS = [
     'run_id',
     'symbol',
     'timestamp',
+    'buy_expected_return',
+    'sell_expected_return',
     'buy_q10',
     'buy_q50',
     'buy_q90',
@@ -35,16 +38,19 @@ PREDICTION_COLUMNS = [
 
 
 def prediction_rows(run_id: str, symbols, timestamps, pred, quantiles=(0.1, 0.5, 0.9), labels=None) -> pd.DataFrame:
-    "model_predictions rows: (n, 2, Q) quantiles or (n, 2) probabilities, plus the (n, 2) return labels when known."
+    "model_predictions rows of model outputs `pred` (mean and quantiles, quantiles, or probabilities) and labels."
     pred, n = np.asarray(pred, np.float64), len(symbols)
     out = pd.DataFrame({'run_id': run_id, 'symbol': np.asarray(symbols, dtype=object), 'timestamp': to_ms(timestamps)})
     out = out.reindex(columns=PREDICTION_COLUMNS)
-    if pred.ndim == 3:
+    f = forecast(pred, quantiles)
+    if f.quantiles is not None:
         q = np.asarray(quantiles)
         pick = [int(np.argmin(q)), int(np.argmin(np.abs(q - 0.5))), int(np.argmax(q))]
         for k, side in enumerate(('buy', 'sell')):
             for name, j in zip(('q10', 'q50', 'q90'), pick):
-                out[f'{side}_{name}'] = pred[:, k, j]
+                out[f'{side}_{name}'] = f.quantiles[:, k, j]
+            if f.kind == 'mean':
+                out[f'{side}_expected_return'] = f.point[:, k]
     else:
         out['buy_prob'], out['sell_prob'] = pred[:, 0], pred[:, 1]
     lab = np.full((n, 2), np.nan) if labels is None else np.asarray(labels, np.float64)
@@ -55,11 +61,14 @@ def prediction_rows(run_id: str, symbols, timestamps, pred, quantiles=(0.1, 0.5,
 def signal_table(
     symbols, timestamps, pred, task: str = 'regression', threshold: float | None = None, quantiles=(0.1, 0.5, 0.9)
 ) -> pd.DataFrame:
-    "symbol, timestamp, side (the better one), predicted_return / prob of that side, signal (long / short / none)."
-    point = point_forecast(pred, quantiles)
+    "symbol, timestamp, side (the better one), its expected return (and median) or probability, signal."
+    f = forecast(pred, quantiles)
+    point = f.point
     threshold = (0.5 if task == 'classification' else 0.0) if threshold is None else threshold
     best = np.argmax(np.nan_to_num(point, nan=-np.inf), 1)
-    score = point[np.arange(len(point)), best]
+    rows = np.arange(len(point))
+    score = point[rows, best]
+    median = f.median[rows, best] if f.median is not None else np.full(len(point), np.nan)
     side = np.where(best == 0, 'buy', 'sell')
     reg = task == 'regression'
     return pd.DataFrame(
@@ -67,7 +76,8 @@ def signal_table(
             'symbol': list(symbols),
             'timestamp': pd.DatetimeIndex(from_ms(to_ms(timestamps))) if len(point) else [],
             'side': side,
-            'predicted_return': score if reg else np.nan,
+            'predicted_return': score if reg else np.nan,  # the expected return (mean head)
+            'median_return': median,
             'prob': np.nan if reg else score,
             'signal': np.where(score > threshold, np.where(best == 0, 'long', 'short'), 'none'),
         }
@@ -79,7 +89,7 @@ def predict_run(cfg: Config, db, run_id: str, runs_dir='runs') -> int:
     art = load_run_artifacts(cfg, run_id, runs_dir)
     ds = art.ds
     ends = ds.ends('test')
-    pred = predict_windows(art.model, ds, ends, art.task)
+    pred = run_predictions(art, ends)  # the trainer's stored predictions when current
     labels = ds.labels[ends][:, [list(ds.label_names).index(c) for c in ('buy_return', 'sell_return')]]
     rows = prediction_rows(
         run_id, np.asarray(ds.symbols)[ds.symbol_id[ends]], from_ms(ds.timestamps[ends]), pred, art.quantiles, labels
@@ -105,7 +115,8 @@ def latest_windows(db, cfg: Config, symbols, feature_names, sequence_length: int
     arr = dataset_arrays(df, base if set(base) <= set(df.columns) else None)  # the same model view as training
     if list(arr.feature_names) != list(feature_names):
         raise DataError(
-            f"stored features {list(arr.feature_names)[:3]}... do not match the run's feature list: re-run `cryptotft prepare`"
+            f"stored features {list(arr.feature_names)[:3]}... do not match the run's feature list: "
+            "re-run `cryptotft prepare`"
         )
     ends = valid_window_ends(
         arr.symbol_id, arr.timestamps, arr.row_ok, np.ones(len(arr.timestamps), bool), sequence_length, bar
@@ -126,7 +137,9 @@ def predict_latest(cfg: Config, db, run_id: str, runs_dir='runs', threshold: flo
     arr = dataclasses.replace(
         arr, symbol_id=sid, config=ds.config, labels=np.zeros((len(sid), len(arr.label_names)), np.float32)
     )
-    pred = predict_windows(art.model, arr, ends, art.task)
+    pred = predict_windows(art.model, arr, ends, task=art.task)
+    if threshold is None:
+        threshold = (art.meta.get('strategy') or {}).get('threshold')  # the one chosen on validation
     return signal_table(
         np.asarray(ds.symbols)[sid[ends]], from_ms(arr.timestamps[ends]), pred, art.task, threshold, art.quantiles
     )

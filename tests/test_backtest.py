@@ -164,3 +164,34 @@ def test_an_old_snapshot_backtests_from_the_database_with_identical_results(tiny
     pd.testing.assert_frame_equal(new.sweep, old.sweep)
     with pytest.raises(DataError, match='cannot reach database'):  # an old snapshot does need the database
         backtest_run(_no_database(cfg), 'tiny_v1', runs_dir=cfg.training.runs_dir)
+
+
+def test_the_threshold_is_chosen_on_validation_and_test_data_cannot_change_it(tiny_run):
+    import json
+
+    from cryptotft.backtest import validation_strategy
+    from cryptotft.config import with_overrides
+    from cryptotft.evaluate import load_run_artifacts
+
+    cfg, _, res, _ = tiny_run
+    cfg = _no_database(cfg)
+    bt = backtest_run(cfg, 'tiny', runs_dir=cfg.training.runs_dir)
+    recorded = json.loads((res.run_dir / 'run.json').read_text())['strategy']
+    assert bt.threshold == recorded['threshold']  # the validation choice is the one applied to test
+    rule = with_overrides(
+        cfg, training={'threshold_rule': recorded['rule'], 'threshold_min_trades': recorded['min_trades']}
+    )
+    art = load_run_artifacts(rule, 'tiny', cfg.training.runs_dir)
+    fresh = validation_strategy(art, rule)
+    assert fresh['threshold'] == recorded['threshold']
+    test = art.ds.ends('test')
+    labels = art.ds.labels.copy()
+    labels[test] = -10 * labels[test]  # another test period: every outcome reversed and inflated
+    tampered = art._replace(ds=dataclasses.replace(art.ds, labels=labels))
+    assert validation_strategy(tampered, rule) == fresh
+    val = art.ds.ends('val')
+    labels[val] = -10 * labels[val]  # while the validation data does decide it
+    moved = validation_strategy(art._replace(ds=dataclasses.replace(art.ds, labels=labels)), rule)
+    assert moved['validation_sweep'] != fresh['validation_sweep']
+    doc = json.loads((res.run_dir / 'backtest.json').read_text())
+    assert doc['strategy']['threshold'] == bt.threshold and 'diagnostic_test_sweep' in doc
