@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'NEUTRAL_THRESHOLD', 'EXIT_BARS', 'RETURNS', 'select_trades', 'drawdown', 'BacktestResult', 'equity_curve',
            'trade_stats', 'backtest', 'reference_predictions', 'threshold_sweep', 'threshold_candidates',
            'choose_threshold', 'plot_backtest', 'has_exit_bars', 'labels_profile', 'simulated_labels',
-           'resimulated_exit_bars', 'trade_frame', 'validation_strategy', 'backtest_run']
+           'resimulated_exit_bars', 'trade_frame', 'validation_strategy', 'backtest_run', 'portfolio_run']
 
 # %% ../nbs/08b_backtest.ipynb #cf39f387
 def select_trades(times_ms, pred, exit_bars, labels, threshold: float, bar_ms: int = 900_000):
@@ -58,6 +58,7 @@ class BacktestResult:
     per_symbol: pd.DataFrame
     references: pd.DataFrame | None = None
     sweep: pd.DataFrame | None = None
+    portfolio: pd.DataFrame | None = None  # the portfolio backtest's model and references (when run)
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -273,8 +274,10 @@ def resimulated_exit_bars(
         profile,
         interval,
     )
+
     def key(d):
         return d.assign(_ts=to_ms(d['timestamp']))[['symbol', '_ts']]
+
     sim = key(frame).merge(pd.concat([key(lab), lab[[*RETURNS, *EXIT_BARS]]], axis=1), on=['symbol', '_ts'], how='left')
     known = frame[list(RETURNS)].notna().to_numpy()
     off = known & ~np.isclose(
@@ -347,8 +350,48 @@ def backtest_run(
     }
     res.references = pd.DataFrame({n: r.stats for n, r in refs.items()}).T
     res.sweep = threshold_sweep(frame, pred, threshold_candidates(pred, art.task), **kw)  # a diagnostic only
+    if db is not None:
+        res.portfolio = portfolio_run(art, cfg, frame, pred, threshold, db, risk_fraction)
     _save_backtest(art.run_dir, res, refs, strategy)
     return res
+
+
+def portfolio_run(art, cfg: Config, frame: pd.DataFrame, pred, threshold: float, db, risk_fraction: float = 0.02):
+    "Portfolio backtest of the test signals with its references; writes portfolio.* files and returns the summary."
+    from cryptotft.portfolio import (
+        plot_portfolio,
+        portfolio_with_references,
+        read_market,
+        signals_from_predictions,
+        summary,
+    )
+
+    index = art.ds.config.get('index', {})
+    horizon = int(index.get('prediction_horizon', cfg.model.prediction_horizon))
+    interval = index.get('interval', cfg.data_download.interval)
+    start, end = frame['timestamp'].min(), frame['timestamp'].max()
+    market = read_market(db, sorted(frame['symbol'].unique()), start, end, horizon, interval)
+    results = portfolio_with_references(
+        market,
+        signals_from_predictions(frame, pred, threshold),
+        labels_profile(art.ds, cfg),
+        horizon,
+        max_positions=cfg.training.max_positions,
+        risk_fraction=risk_fraction,
+        leverage=cfg.risk_profile.leverage,
+        start=start,
+        end=end,
+        seed=cfg.training.seed,
+    )
+    table = summary(results)
+    model = results['model']
+    model.per_symbol.to_csv(art.run_dir / 'portfolio_per_symbol.csv', index=False)
+    model.per_month.to_csv(art.run_dir / 'portfolio_per_month.csv', index=False)
+    model.trades.to_csv(art.run_dir / 'portfolio_trades.csv', index=False)
+    doc = {'max_positions': cfg.training.max_positions, 'threshold': threshold, 'summary': table.to_dict('index')}
+    (art.run_dir / 'portfolio.json').write_text(json.dumps(doc, indent=1, default=float))
+    plot_portfolio(results, art.run_dir / 'portfolio.png')
+    return table
 
 
 def _record_strategy(run_dir: Path, strategy: dict):

@@ -195,3 +195,22 @@ def test_the_threshold_is_chosen_on_validation_and_test_data_cannot_change_it(ti
     assert moved['validation_sweep'] != fresh['validation_sweep']
     doc = json.loads((res.run_dir / 'backtest.json').read_text())
     assert doc['strategy']['threshold'] == bt.threshold and 'diagnostic_test_sweep' in doc
+
+
+def test_with_a_database_the_run_is_also_backtested_as_a_capped_portfolio(tiny_run):
+    import json
+
+    from cryptotft.config import with_overrides
+
+    cfg, db, res, _ = tiny_run
+    capped = with_overrides(cfg, training={'max_positions': 1})
+    bt = backtest_run(capped, 'tiny', threshold=-1e9, runs_dir=cfg.training.runs_dir, db=db)  # every bar signals
+    assert list(bt.portfolio.index) == ['model', 'always_long', 'random_entry']
+    assert bt.portfolio.loc['model', 'n_trades'] > 0 and bt.portfolio.loc['model', 'exposure'] <= 1
+    trades = pd.read_csv(res.run_dir / 'portfolio_trades.csv', parse_dates=['entry_time', 'exit_time'])
+    trades = trades.sort_values('entry_time')
+    assert (trades['entry_time'].iloc[1:].to_numpy() >= trades['exit_time'].iloc[:-1].to_numpy()).all()  # cap 1
+    doc = json.loads((res.run_dir / 'portfolio.json').read_text())
+    assert doc['max_positions'] == 1 and set(doc['summary']) == {'model', 'always_long', 'random_entry'}
+    for f in ('portfolio.png', 'portfolio_per_symbol.csv', 'portfolio_per_month.csv'):
+        assert (res.run_dir / f).exists()
