@@ -108,10 +108,11 @@ def latest_windows(db, cfg: Config, symbols, feature_names, sequence_length: int
     if not known:
         raise DataError('no processed data stored for the run\'s symbols: run `cryptotft prepare` first')
     start = int(to_ms(min(known))) - (lookback + sequence_length) * bar
-    df = processed_frame(db, cfg, list(symbols), start=start)
+    base = [f for f in feature_names if f not in TIME_FEATURES]
+    stored = set(db.columns('processed_market_data'))
+    df = processed_frame(db, cfg, list(symbols), start=start, features=base if set(base) <= stored else None)
     # the slice's first bars lack the history of the model view's 20-bar look-back features: the first 50 are warm-up
     df['warmup'] = np.where(df.groupby('symbol').cumcount() < 50, 1.0, df['warmup'] if 'warmup' in df else 0.0)
-    base = [f for f in feature_names if f not in TIME_FEATURES]
     arr = dataset_arrays(df, base if set(base) <= set(df.columns) else None)  # the same model view as training
     if list(arr.feature_names) != list(feature_names):
         raise DataError(
