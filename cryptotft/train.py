@@ -10,6 +10,7 @@ Docs: https://cryptotft.github.io/cryptotft/train.html.md"""
 from __future__ import annotations
 import importlib.util
 import json
+import logging
 import math
 import os
 import shutil
@@ -34,9 +35,11 @@ from cryptotft.dataset import (
 from .evaluate import forecast, save_predictions, split_summary
 from .tft import TFTConfig, build_tft, feature_importance, prediction_loss
 
+log = logging.getLogger(__name__)
+
 # %% auto #0
-__all__ = ['XLA_MIN_STEPS', 'dataset_tensors', 'window_pipeline', 'Standardize', 'precision_policy', 'build_model',
-           'predict_windows', 'training_figure', 'LivePlot', 'TrainResult', 'train', 'load_run']
+__all__ = ['log', 'XLA_MIN_STEPS', 'dataset_tensors', 'window_pipeline', 'Standardize', 'precision_policy', 'build_model',
+           'predict_windows', 'training_figure', 'LivePlot', 'TrainResult', 'training_strategy', 'train', 'load_run']
 
 # %% ../nbs/07_train.ipynb #12caf022
 def dataset_tensors(ds: Dataset, task: str):
@@ -54,6 +57,7 @@ def window_pipeline(
     seed: int = 0,
     tensors=None,
     sequence_length: int | None = None,
+    drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     "tf.data of ({'features': (B, T, F), 'symbol': (B,)}, {'prediction': (B, 2)}) gathered from window ends."
     X, S, Y = tensors or dataset_tensors(ds, task)
@@ -69,7 +73,8 @@ def window_pipeline(
     data = tf.data.Dataset.from_tensor_slices(ends)
     if shuffle:
         data = data.shuffle(len(ends), seed=seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    data = data.batch(batch_size, drop_remainder=drop_remainder)
+    return data.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 # %% ../nbs/07_train.ipynb #2cacbee7
 @keras.saving.register_keras_serializable(package='cryptotft')
@@ -255,8 +260,9 @@ def _compile(model: keras.Model, tcfg: TFTConfig, cfg: Config, steps: int):
         optimizer=keras.optimizers.AdamW(lr, weight_decay=m.weight_decay, clipnorm=1.0),
         loss={'prediction': prediction_loss(tcfg)},
         jit_compile=steps * m.epochs >= XLA_MIN_STEPS,
-        steps_per_execution=4 if m.d_model <= 64 else 1,
-    )  # small models: less per-step overhead (bench_train)
+        # small models: less per-step overhead (bench_train); a MirroredStrategy runs one step per call
+        steps_per_execution=4 if m.d_model <= 64 and not cfg.training.data_parallel else 1,
+    )
 
 
 def _callbacks(cfg: Config, run_dir: Path, sample, task: str, names, live, quantiles=(0.1, 0.5, 0.9)) -> list:
@@ -337,6 +343,15 @@ def _write_record(run_dir: Path, rec: dict, db=None):
             arts,
         )
 
+# %% ../nbs/07_train.ipynb #68bd3af5
+def training_strategy(data_parallel: bool = False):
+    "MirroredStrategy over all GPUs (else all logical CPUs) when `data_parallel`, else the default strategy."
+    if not data_parallel:
+        return tf.distribute.get_strategy()
+    devices = tf.config.list_logical_devices('GPU') or tf.config.list_logical_devices('CPU')
+    log.info('data-parallel training on %d devices: %s', len(devices), ', '.join(d.name for d in devices))
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
 # %% ../nbs/07_train.ipynb #617dd0f3
 def train(
     cfg: Config,
@@ -377,8 +392,9 @@ def train(
         )
     )
     tcfg, policy = TFTConfig.from_config(cfg, ds.features.shape[1], len(ds.symbols), task), precision_policy(precision)
-    model = build_model(tcfg, scaler, policy)
-    _compile(model, tcfg, cfg, math.ceil(len(train_ends) / bs))
+    with training_strategy(cfg.training.data_parallel).scope():
+        model = build_model(tcfg, scaler, policy)
+        _compile(model, tcfg, cfg, math.ceil(len(train_ends) / bs))
     _snapshot(ds, run_dir)
     rec = _run_record(run_id, task, fold, cfg, ds, tcfg, scaler, policy, {}, 'running')
     _write_record(run_dir, rec, db)
@@ -386,7 +402,10 @@ def train(
         db.upsert('training_sequences', split_table(ds, run_id))
     tensors = dataset_tensors(ds, task)
     fit = model.fit(
-        window_pipeline(ds, train_ends, task, bs, True, cfg.training.seed, tensors),
+        # replicas must see equal halves of every batch: a data-parallel run drops the last, partial one
+        window_pipeline(
+            ds, train_ends, task, bs, True, cfg.training.seed, tensors, drop_remainder=cfg.training.data_parallel
+        ),
         validation_data=window_pipeline(ds, val_ends, task, bs, tensors=tensors),
         epochs=cfg.model.epochs,
         callbacks=_callbacks(
