@@ -9,15 +9,22 @@ Docs: https://cryptotft.github.io/cryptotft/cli.html.md"""
 from __future__ import annotations
 import argparse
 import dataclasses
+import logging
 import os
 import sys
-from .config import CryptoTFTError, ConfigError, Config, load_config, with_overrides
+import traceback
+from pathlib import Path
+from . import __version__
+from .config import ConfigError, Config, load_config, validate_run_id, with_overrides
+from .console import known_secrets, redact, remove_log_handlers, setup_logging, user_error
+
+log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['SYM', 'RUN', 'cmd_init_db', 'cmd_demo_data', 'cmd_validate_symbols', 'cmd_download', 'cmd_import_csv', 'cmd_prepare',
-           'cmd_export_dataset', 'cmd_train', 'cmd_evaluate', 'cmd_backtest', 'cmd_predict', 'cmd_report',
-           'cmd_pipeline', 'cmd_runs', 'cmd_remote_run', 'cmd_remote_status', 'cmd_remote_fetch', 'cmd_metabase_views',
-           'cmd_metabase_provision', 'build_parser', 'main']
+__all__ = ['log', 'SYM', 'RUN', 'cmd_init_db', 'cmd_demo_data', 'cmd_validate_symbols', 'cmd_download', 'cmd_import_csv',
+           'cmd_prepare', 'cmd_export_dataset', 'cmd_train', 'cmd_evaluate', 'cmd_backtest', 'cmd_predict',
+           'cmd_report', 'cmd_pipeline', 'cmd_runs', 'cmd_remote_run', 'cmd_remote_status', 'cmd_remote_fetch',
+           'cmd_metabase_views', 'cmd_metabase_provision', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #bcc14ce7
 def _symbols(s: str | None) -> list[str] | None:
@@ -40,17 +47,35 @@ def _db(cfg: Config):
     return connect(cfg.database.url)
 
 
-def _params(pairs: list[str] | None) -> dict:
-    "key=value pairs -> dict, values parsed as YAML scalars."
-    import yaml
+def _run_id(run_id: str | None) -> str | None:
+    "A run id from the command line, checked; None stays None (a new id is made)."
+    return None if run_id is None else validate_run_id(run_id)
 
-    out = {}
-    for p in pairs or []:
-        if '=' not in p:
-            raise ConfigError(f"--param {p!r} must look like key=value")
-        k, v = p.split('=', 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
+
+def _positive_int(text: str) -> int:
+    "argparse type: an integer >= 1 (`--days 0` is a mistake, not 'the default')."
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _secret(env: str, prompt: str) -> str:
+    "A password from the environment variable `env`, else asked on the terminal; never from argv."
+    value = os.environ.get(env)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise ConfigError(f"set {env} (or run the command in a terminal to be asked)")
+    import getpass
+
+    value = getpass.getpass(prompt)
+    if not value:
+        raise ConfigError(f"no password given: set {env} or type one")
+    return value
 
 # %% ../nbs/10_cli.ipynb #b808a4d4
 def cmd_init_db(args):
@@ -134,13 +159,13 @@ def cmd_import_csv(args):
 
 # %% ../nbs/10_cli.ipynb #faf2f2de
 def cmd_prepare(args):
-    "Compute indicators and labels for stored candles (incremental)."
+    "Compute indicators and labels for stored candles (incremental; stale symbols from the start)."
     from cryptotft.pipeline import prepare
 
     cfg = _config(args)
     db = _db(cfg)
     db.init_db()
-    n = prepare(cfg, db, symbols=_symbols(args.symbols), progress=not args.quiet)
+    n = prepare(cfg, db, symbols=_symbols(args.symbols), progress=not args.quiet, full=args.full)
     print(f"prepared {n} bars")
 
 
@@ -160,6 +185,7 @@ def cmd_train(args):
     from cryptotft.dataset import dataset_from_db, load_dataset
     from cryptotft.train import train
 
+    run_id = _run_id(args.run_id)
     cfg = _config(args)
     db = None if args.dataset else _db(cfg)
     ds = load_dataset(args.dataset) if args.dataset else dataset_from_db(db, cfg, symbols=_symbols(args.symbols))
@@ -169,7 +195,7 @@ def cmd_train(args):
         task=args.task,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        run_id=args.run_id,
+        run_id=run_id,
         db=db,
         progress=not args.quiet,
     )
@@ -180,8 +206,9 @@ def cmd_evaluate(args):
     "Metrics with bootstrap intervals next to baselines for one run."
     from cryptotft.evaluate import evaluate_run
 
+    run_id = validate_run_id(args.run)
     cfg = _config(args)
-    table = evaluate_run(cfg, args.run, runs_dir=cfg.training.runs_dir)
+    table = evaluate_run(cfg, run_id, runs_dir=cfg.training.runs_dir)
     print(table.to_string())
 
 
@@ -189,8 +216,9 @@ def cmd_backtest(args):
     "Backtest a run's signals with the label simulator."
     from cryptotft.backtest import backtest_run
 
+    run_id = validate_run_id(args.run)
     cfg = _config(args)
-    res = backtest_run(cfg, args.run, threshold=args.threshold, runs_dir=cfg.training.runs_dir)
+    res = backtest_run(cfg, run_id, threshold=args.threshold, runs_dir=cfg.training.runs_dir)
     print(res.summary.to_string())
 
 
@@ -198,20 +226,23 @@ def cmd_predict(args):
     "Store a run's test-period predictions, or score the newest bar of every symbol."
     from cryptotft.predict import predict_latest, predict_run
 
+    run_id = validate_run_id(args.run)
     cfg = _config(args)
     db = _db(cfg)
     if args.latest:
-        print(predict_latest(cfg, db, args.run, runs_dir=cfg.training.runs_dir).to_string(index=False))
+        print(predict_latest(cfg, db, run_id, runs_dir=cfg.training.runs_dir).to_string(index=False))
     else:
-        print(f"stored {predict_run(cfg, db, args.run, runs_dir=cfg.training.runs_dir)} predictions of run {args.run}")
+        print(f"stored {predict_run(cfg, db, run_id, runs_dir=cfg.training.runs_dir)} predictions of run {run_id}")
 
 # %% ../nbs/10_cli.ipynb #7fb61eac
 def cmd_report(args):
     "Execute the parameterized training report notebook with papermill into runs/<run_id>/."
     from cryptotft.pipeline import run_report
+    from cryptotft.remote import parse_params
 
+    params = parse_params(args.param)
     cfg = _config(args)
-    out = run_report(cfg, _params(args.param), notebook=args.notebook)
+    out = run_report(cfg, params, notebook=args.notebook, config_path=args.config or 'config.yaml')
     print(f"report: {out}")
 
 
@@ -220,7 +251,7 @@ def cmd_pipeline(args):
     from cryptotft.pipeline import run_pipeline
 
     cfg = _config(args)
-    run_pipeline(
+    res = run_pipeline(
         cfg,
         demo=args.demo,
         skip=set(args.skip or []),
@@ -228,6 +259,14 @@ def cmd_pipeline(args):
         progress=not args.quiet,
         demo_days=args.demo_days,
     )
+    if res.trained:
+        print(f"run {res.run_id}: trained, evaluated and reported")
+    elif res.run_id:
+        print(
+            f"up to date: data and config unchanged since run {res.run_id}; nothing to train (use --force to retrain)"
+        )
+    else:
+        print('done; no run trained (the train stage was skipped)')
 
 
 def cmd_runs(args):
@@ -241,22 +280,25 @@ def cmd_runs(args):
 # %% ../nbs/10_cli.ipynb #380ba035
 def cmd_remote_run(args):
     "Ship code + a dataset snapshot to a GPU machine over SSH, run the report notebook, fetch the run."
-    from cryptotft.remote import RemoteHost, parse_params, run_remote
+    from cryptotft.remote import RESERVED_PARAMS, RemoteHost, parse_params, run_remote
 
+    # everything that reaches the remote machine is checked before the (slow) snapshot export
+    run_id = _run_id(args.run_id)
+    params = parse_params(args.param, reserved=RESERVED_PARAMS)
+    h = RemoteHost(args.host, args.port, args.user, args.key, args.remote_dir, args.remote_python or 'python3')
     cfg = _config(args)
     snapshot = args.snapshot
     if not snapshot:
         from cryptotft.dataset import dataset_from_db, export_dataset
 
-        snapshot = f"{cfg.training.runs_dir}/snapshots/dataset.npz"
-        __import__('pathlib').Path(snapshot).parent.mkdir(parents=True, exist_ok=True)
+        snapshot = Path(cfg.training.runs_dir) / 'snapshots' / 'dataset.npz'
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
         export_dataset(dataset_from_db(_db(cfg), cfg, symbols=_symbols(args.symbols)), snapshot)
-    h = RemoteHost(args.host, args.port, args.user, args.key, args.remote_dir, args.remote_python or 'python3')
     local = run_remote(
         h,
         snapshot,
-        parse_params(args.param or []),
-        run_id=args.run_id,
+        params,
+        run_id=run_id,
         runs_dir=cfg.training.runs_dir,
         install=args.remote_python is None,
         follow=not args.no_follow,
@@ -268,7 +310,7 @@ def cmd_remote_status(args):
     "State and log tail of a remote run."
     from cryptotft.remote import remote_status
 
-    st = remote_status(args.run_id, runs_dir=_config(args).training.runs_dir)
+    st = remote_status(validate_run_id(args.run_id), runs_dir=_config(args).training.runs_dir)
     print(st.log_tail)
     print(f"{st.run_id}: {st.state}" + ('' if st.exit_code is None else f" (exit {st.exit_code})"))
     return 0 if st.state in ('running', 'starting', 'finished') else 1
@@ -278,35 +320,52 @@ def cmd_remote_fetch(args):
     "Copy a remote run folder back (optionally waiting for the end)."
     from cryptotft.remote import fetch_run
 
-    print(f"fetched {fetch_run(args.run_id, runs_dir=_config(args).training.runs_dir, wait=args.wait)}")
+    run_id = validate_run_id(args.run_id)
+    print(f"fetched {fetch_run(run_id, runs_dir=_config(args).training.runs_dir, wait=args.wait)}")
 
 # %% ../nbs/10_cli.ipynb #3b10d67c
 def cmd_metabase_views(args):
-    "Create or replace the analytics views (PostgreSQL)."
-    from cryptotft.metabase import create_views
+    "Create or replace the analytics views and Metabase's read-only database role (PostgreSQL)."
+    from cryptotft.metabase import create_readonly_role, create_views
 
-    print('created views: ' + ', '.join(create_views(_db(_config(args)))))
+    db = _db(_config(args))
+    print('created views: ' + ', '.join(create_views(db)))
+    password = _secret('CRYPTOTFT_METABASE_DB_PASSWORD', f"password for the read-only role {args.role}: ")
+    create_readonly_role(db, password, role=args.role)
+    print(f"read-only role {args.role}: may connect and SELECT from the tables and views, nothing else")
 
 
 def cmd_metabase_provision(args):
     "Create Metabase's database connection, questions and dashboard (idempotent)."
-    import os
-    from cryptotft.metabase import provision
+    from cryptotft.metabase import metabase_db_target, provision
 
+    if args.password is not None:
+        raise ConfigError(
+            'passwords on the command line end up in shell history and `ps`: '
+            'set METABASE_PASSWORD (or leave it unset to be asked)'
+        )
     cfg = _config(args)
+    host, port, name = metabase_db_target(cfg.database.url, args.db_host, args.db_port)
     res = provision(
         args.url,
         args.user,
-        args.password,
-        db_host=args.db_host,
-        db_port=args.db_port,
-        db_name=cfg.database.name,
-        db_user=cfg.database.user,
-        db_password=os.environ.get('CRYPTOTFT_DB_PASSWORD', 'cryptotft-local'),
+        _secret('METABASE_PASSWORD', f"Metabase password of {args.user}: "),
+        db_host=host,
+        db_port=port,
+        db_name=name,
+        db_user=args.role,
+        db_password=_secret('CRYPTOTFT_METABASE_DB_PASSWORD', f"password of the read-only role {args.role}: "),
     )
     print(f"dashboard {res.url} ({len(res.changes)} changes)")
 
 # %% ../nbs/10_cli.ipynb #250b664b
+class _Parser(argparse.ArgumentParser):
+    "argparse whose usage errors are one line, like every other error."
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def _add(sub, name, fn, help, *opts):
     p = sub.add_parser(name, help=help, description=help)
     for args, kw in opts:
@@ -325,14 +384,16 @@ RUN = _o('--run', required=True, help='run id (a folder under runs/)')
 # %% ../nbs/10_cli.ipynb #55ae665b
 def build_parser() -> argparse.ArgumentParser:
     "The full `cryptotft` argument parser."
-    p = argparse.ArgumentParser(
-        prog='cryptotft', description='Temporal Fusion Transformer research system for Bybit USDT perpetuals.'
-    )
+    p = _Parser(prog='cryptotft', description='Temporal Fusion Transformer research system for Bybit USDT perpetuals.')
+    p.add_argument('--version', action='version', version=f"cryptotft {__version__}")
     p.add_argument('--config', default=None, help='config file (default: ./config.yaml)')
     p.add_argument(
         '--db', default=None, help='database URL, e.g. sqlite:///data/cryptotft.db or postgresql://user@host:5432/db'
     )
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bars')
+    p.add_argument('-v', '--verbose', action='count', default=0, help='log info (-v) or debug (-vv) on stderr')
+    p.add_argument('--log-file', metavar='PATH', help='also write every log record (debug level) to PATH')
+    p.add_argument('--debug', action='store_true', help='show the traceback of an error')
     s = p.add_subparsers(dest='command', metavar='COMMAND')
     _add(s, 'init-db', cmd_init_db, 'create the database schema (idempotent)')
     _add(
@@ -341,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_demo_data,
         'write a SYNTHETIC market into the database',
         SYM,
-        _o('--days', type=int, default=30),
+        _o('--days', type=_positive_int, default=30),
         _o('--seed', type=int, default=0),
         _o('--start', default='2024-01-01'),
     )
@@ -360,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
         'download candles and funding rates (incremental, resumable)',
         SYM,
         _o('--interval'),
-        _o('--days', type=int),
+        _o('--days', type=_positive_int, help='days of history (default: data_download.days)'),
         _o('--start'),
         _o('--end'),
         _o('--base-url'),
@@ -374,7 +435,14 @@ def build_parser() -> argparse.ArgumentParser:
         _o('--symbol', required=True),
         _o('--interval', default='15'),
     )
-    _add(s, 'prepare', cmd_prepare, 'compute indicators and labels (incremental)', SYM)
+    _add(
+        s,
+        'prepare',
+        cmd_prepare,
+        'compute indicators and labels (incremental; stale symbols from the start)',
+        SYM,
+        _o('--full', action='store_true', help='recompute every bar of every symbol'),
+    )
     _add(
         s,
         'export-dataset',
@@ -390,10 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
         'train a TFT',
         SYM,
         _o('--task', choices=['regression', 'classification']),
-        _o('--epochs', type=int),
-        _o('--batch-size', type=int),
+        _o('--epochs', type=_positive_int),
+        _o('--batch-size', type=_positive_int),
         _o('--dataset', help='train from a snapshot file, no database'),
-        _o('--run-id'),
+        _o('--run-id', help='name of the run folder (letters, digits, ., _, -)'),
     )
     _add(s, 'evaluate', cmd_evaluate, 'metrics with intervals next to baselines', RUN)
     _add(s, 'backtest', cmd_backtest, "backtest a run's signals", RUN, _o('--threshold', type=float))
@@ -414,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_pipeline,
         'run the whole chain (init-db ... report)',
         _o('--demo', action='store_true', help='offline, on a SYNTHETIC market'),
-        _o('--demo-days', type=int, default=90, help='days of SYNTHETIC history in the demo'),
+        _o('--demo-days', type=_positive_int, default=90, help='days of SYNTHETIC history in the demo'),
         _o('--skip', action='append', metavar='STAGE'),
         _o('--force', action='store_true', help='retrain even when nothing changed'),
     )
@@ -450,39 +518,62 @@ def _remote_parser(s):
 
 
 def _metabase_parser(s):
+    from cryptotft.metabase import READONLY_ROLE
+
     m = s.add_parser('metabase', help='analytics views and Metabase dashboards').add_subparsers(
         dest='metabase_cmd', metavar='ACTION', required=True
     )
-    _add(m, 'views', cmd_metabase_views, 'create/replace the analytics views (PostgreSQL)')
+    role = _o('--role', default=READONLY_ROLE, help='read-only database role Metabase logs in as')
+    _add(
+        m,
+        'views',
+        cmd_metabase_views,
+        'create/replace the analytics views and the read-only role (PostgreSQL; password: '
+        'CRYPTOTFT_METABASE_DB_PASSWORD)',
+        role,
+    )
     _add(
         m,
         'provision',
         cmd_metabase_provision,
-        "create Metabase's connection, questions and dashboard (idempotent)",
+        "create Metabase's connection, questions and dashboard (idempotent; password: METABASE_PASSWORD)",
         _o('--url', default='http://localhost:3333'),
         _o('--user', required=True),
-        _o('--password', required=True),
-        _o('--db-host', default='postgres', help='database host as Metabase sees it (compose service name)'),
-        _o('--db-port', type=int, default=5432),
+        _o('--password', help=argparse.SUPPRESS),
+        _o('--db-host', help='database host as Metabase sees it (default: from --db; localhost: postgres)'),
+        _o('--db-port', type=int, help='database port as Metabase sees it (default: from --db; localhost: 5432)'),
+        role,
     )
 
 # %% ../nbs/10_cli.ipynb #30a60d9f
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `cryptotft` console script."
+    "Entry point of the `cryptotft` console script and of `python -m cryptotft`."
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's start-up chatter is not for CLI users
     p = build_parser()
-    args = p.parse_args(argv)
-    if not getattr(args, 'fn', None):
-        p.print_help()
-        return 0
     try:
+        args = p.parse_args(argv)
+    except SystemExit as e:  # usage errors, --help, --version
+        return e.code if isinstance(e.code, int) else 0
+    secrets = known_secrets(args.db)
+    try:
+        setup_logging(args.verbose, args.log_file, secrets)
+        if not getattr(args, 'fn', None):
+            p.print_help()
+            return 0
         return int(args.fn(args) or 0)
-    except CryptoTFTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print('interrupted: stored data is intact; re-run to continue', file=sys.stderr)
         return 130
+    except Exception as e:
+        message = user_error(e)
+        if message is None or args.debug:
+            sys.stderr.write(redact(traceback.format_exc(), secrets))
+        if message is None:
+            message = f"unexpected {type(e).__name__}: a bug in cryptotft; please report it with the traceback above"
+        print(f"error: {redact(message, secrets)}", file=sys.stderr)
+        return 1
+    finally:
+        remove_log_handlers(logging.getLogger('cryptotft'))
 
 
 if __name__ == '__main__' and 'IPython' not in sys.modules:

@@ -8,15 +8,19 @@ Docs: https://cryptotft.github.io/cryptotft/metabase.html.md"""
 # %% ../nbs/13_metabase.ipynb #a26f2498
 from __future__ import annotations
 import json
+import logging
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 from .config import ConfigError, CryptoTFTError, DataError
 
+log = logging.getLogger(__name__)
+
 # %% auto #0
-__all__ = ['LABEL_COLUMNS_NEEDED', 'LEADERBOARD_METRICS', 'VIEWS', 'VIEWS_SQL', 'QUESTIONS', 'DASHBOARD', 'create_views',
-           'Question', 'MetabaseError', 'MetabaseClient', 'Provisioned', 'provision']
+__all__ = ['log', 'LABEL_COLUMNS_NEEDED', 'LEADERBOARD_METRICS', 'VIEWS', 'VIEWS_SQL', 'READONLY_ROLE', 'QUESTIONS', 'DASHBOARD',
+           'create_views', 'create_readonly_role', 'metabase_db_target', 'Question', 'MetabaseError', 'MetabaseClient',
+           'Provisioned', 'provision']
 
 # %% ../nbs/13_metabase.ipynb #635a6efe
 LABEL_COLUMNS_NEEDED = ('buy_return', 'sell_return', 'buy_profit', 'sell_profit')
@@ -47,7 +51,8 @@ WITH c AS (
   SELECT symbol, "interval", COUNT(*) AS bars, MIN("timestamp") AS first_ms, MAX("timestamp") AS last_ms,
          (CASE WHEN "interval" = 'D' THEN 1440 ELSE "interval"::int END) * 60000::bigint AS bar_ms
   FROM raw_market_data GROUP BY symbol, "interval"),
-f AS (SELECT symbol, COUNT(*) AS funding_events, MAX("timestamp") AS last_funding_ms FROM funding_rates GROUP BY symbol),
+f AS (SELECT symbol, COUNT(*) AS funding_events, MAX("timestamp") AS last_funding_ms
+      FROM funding_rates GROUP BY symbol),
 p AS (SELECT symbol, "interval", COUNT(*) AS processed_bars FROM processed_market_data GROUP BY symbol, "interval")
 SELECT c.symbol, c."interval", {_ts('c.first_ms')} AS first_bar, {_ts('c.last_ms')} AS last_bar, c.bars,
        (c.last_ms - c.first_ms) / c.bar_ms + 1 AS expected_bars,
@@ -146,6 +151,65 @@ def create_views(db) -> list[str]:
             conn.exec_driver_sql(sql)
     return list(VIEWS)
 
+# %% ../nbs/13_metabase.ipynb #ce8f2994
+READONLY_ROLE = 'cryptotft_metabase'
+_ROLE = re.compile(r'[a-z_][a-z0-9_]{0,62}')
+
+
+def _ident(name: str) -> str:
+    "A PostgreSQL identifier, quoted."
+    return '"' + name.replace('"', '""') + '"'
+
+
+def create_readonly_role(db, password: str, role: str = READONLY_ROLE) -> str:
+    "Create or update `role`: it may log in, connect to `db` and SELECT its tables and views, nothing else."
+    import psycopg2.extensions
+
+    if db.dialect != 'postgresql':
+        raise ConfigError('a read-only role needs PostgreSQL: set CRYPTOTFT_DB_URL (or --db) to a postgresql:// URL')
+    if not _ROLE.fullmatch(role or ''):
+        raise ConfigError(f"role name {str(role)[:70]!r} must be lower-case letters, digits and _ (at most 63)")
+    if not password:
+        raise ConfigError('the read-only role needs a password: set CRYPTOTFT_METABASE_DB_PASSWORD')
+    r = _ident(role)
+    with db.engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        hashed = psycopg2.extensions.encrypt_password(password, role, raw)
+        exists = conn.exec_driver_sql('SELECT 1 FROM pg_roles WHERE rolname = %s', (role,)).first()
+        verb = 'ALTER' if exists else 'CREATE'
+        conn.exec_driver_sql(
+            f"{verb} ROLE {r} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD %s", (hashed,)
+        )
+        database, schema = conn.exec_driver_sql('SELECT current_database(), current_schema()').first()
+        for sql in (
+            f"GRANT CONNECT ON DATABASE {_ident(database)} TO {r}",
+            f"GRANT USAGE ON SCHEMA {_ident(schema)} TO {r}",
+            f"REVOKE ALL ON ALL TABLES IN SCHEMA {_ident(schema)} FROM {r}",
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA {_ident(schema)} TO {r}",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {_ident(schema)} GRANT SELECT ON TABLES TO {r}",
+        ):
+            conn.exec_driver_sql(sql)
+    log.info('read-only role %s: CONNECT on %s, SELECT in schema %s', role, database, schema)
+    return role
+
+# %% ../nbs/13_metabase.ipynb #1c268aab
+def metabase_db_target(url: str, host: str | None = None, port: int | None = None) -> tuple[str, int, str]:
+    "(host, port, database) of the cryptotft database as Metabase sees it; localhost means the compose service."
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+    except Exception:
+        raise ConfigError('the database URL (--db / CRYPTOTFT_DB_URL) is not valid') from None
+    if u.get_backend_name() != 'postgresql' or not u.database:
+        raise ConfigError('Metabase reads PostgreSQL: set --db / CRYPTOTFT_DB_URL to postgresql://user@host:port/db')
+    local = (u.host or 'localhost') in ('localhost', '127.0.0.1', '::1')
+    return (
+        host or ('postgres' if local else u.host),
+        int(port or (5432 if local else u.port or 5432)),
+        u.database,
+    )
+
 # %% ../nbs/13_metabase.ipynb #d10d5ed6
 @dataclass(frozen=True)
 class Question:
@@ -164,7 +228,12 @@ _SCORED_RUN = (
     "(SELECT v.run_id FROM v_prediction_vs_realised_monthly v LEFT JOIN model_metadata m ON m.run_id = v.run_id\n"
     "       WHERE v.buy_predicted_mean IS NOT NULL ORDER BY m.created_at DESC NULLS LAST, v.month DESC LIMIT 1)"
 )
-_line = lambda dims, metrics: {'graph.dimensions': dims, 'graph.metrics': metrics}
+
+
+def _line(dims: list, metrics: list) -> dict:
+    "Chart settings: x axis (and series) from `dims`, y values from `metrics`."
+    return {'graph.dimensions': dims, 'graph.metrics': metrics}
+
 
 QUESTIONS = (
     Question(
@@ -331,6 +400,11 @@ def _ensure_cards(mb: MetabaseClient, database_id: int, changes: list) -> dict:
     return ids
 
 # %% ../nbs/13_metabase.ipynb #dfe35f85
+def _placement(card: dict) -> tuple:
+    "What makes two dashboard cards the same: the question and where it sits."
+    return tuple(card.get(k) for k in ('card_id', 'row', 'col', 'size_x', 'size_y'))
+
+
 def _ensure_dashboard(mb: MetabaseClient, card_ids: dict, changes: list) -> int:
     "Id of the dashboard, created when missing, with its cards laid out as QUESTIONS say."
     found = [
@@ -347,12 +421,11 @@ def _ensure_dashboard(mb: MetabaseClient, card_ids: dict, changes: list) -> int:
         changes.append(f"dashboard {DASHBOARD}")
     current = mb.call('GET', f"/api/dashboard/{dash_id}") or {}
     old = current.get('dashcards', current.get('ordered_cards')) or []
-    key = lambda c: (c.get('card_id'), c.get('row'), c.get('col'), c.get('size_x'), c.get('size_y'))
     want = [
         dict(card_id=card_ids[q.name], row=q.place[0], col=q.place[1], size_x=q.place[2], size_y=q.place[3])
         for q in QUESTIONS
     ]
-    if sorted(map(key, old), key=str) != sorted(map(key, want), key=str):
+    if sorted(map(_placement, old), key=str) != sorted(map(_placement, want), key=str):
         old_ids = {c.get('card_id'): c['id'] for c in old if 'id' in c}
         cards = [
             dict(id=old_ids.get(w['card_id'], -i - 1), parameter_mappings=[], visualization_settings={}, **w)
@@ -371,12 +444,12 @@ def provision(
     db_host: str = 'postgres',
     db_port: int = 5432,
     db_name: str = 'cryptotft',
-    db_user: str = 'cryptotft',
-    db_password: str = 'cryptotft-local',
+    db_user: str = READONLY_ROLE,
+    db_password: str | None = None,
     connection_name: str = 'cryptotft',
     timeout: float = 30.0,
 ) -> Provisioned:
-    "Create (or find) the database connection, the questions and the dashboard in the Metabase at `url`."
+    "Create (or find) the database connection (as the read-only role), the questions and the dashboard at `url`."
     mb = MetabaseClient(url, timeout)
     mb.login(email, password)
     changes = []
@@ -388,6 +461,8 @@ def provision(
         'password': db_password,
         'ssl': False,
     }
+    if db_password is None:
+        details.pop('password')
     db_id = _ensure_database(mb, connection_name, details, changes)
     cards = _ensure_cards(mb, db_id, changes)
     dash = _ensure_dashboard(mb, cards, changes)

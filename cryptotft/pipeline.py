@@ -7,23 +7,83 @@ Docs: https://cryptotft.github.io/cryptotft/pipeline.html.md"""
 
 # %% ../nbs/11_pipeline.ipynb #35b44c36
 from __future__ import annotations
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
+import os
 import time
 from pathlib import Path
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from .config import Config, DataError, config_to_dict, new_run_id, with_overrides
+from .config import ConfigError, Config, DataError, config_to_dict, new_run_id, validate_run_id, with_overrides
+
+log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['DEMO_SYMBOLS', 'STAGES', 'prepare_labels', 'prepare', 'data_fingerprint', 'demo_config', 'write_demo_market',
-           'PipelineResult', 'run_pipeline', 'report_notebook', 'run_report', 'runs_table', 'write_runs_index']
+__all__ = ['log', 'PREP_VERSION', 'DEMO_SYMBOLS', 'STAGES', 'prep_fingerprint', 'prepare_labels', 'prepare', 'data_fingerprint',
+           'demo_config', 'write_demo_market', 'PipelineResult', 'run_pipeline', 'report_notebook', 'run_report',
+           'runs_table', 'write_runs_index']
 
 # %% ../nbs/11_pipeline.ipynb #90a297d9
+PREP_VERSION = 1  # bump when the rules of this chapter change what a processed row holds
+
+
+def prep_fingerprint(cfg: Config, interval: str) -> int:
+    "48-bit fingerprint of what produces processed rows: indicator set, risk profile and fees, horizon, interval."
+    from cryptotft.indicators import FEATURES, WARMUP_BARS
+
+    risk = dataclasses.asdict(cfg.risk_profile)
+    risk.pop('leverage')  # labels are unlevered: leverage only sizes backtest positions
+    what = {
+        'prepare': PREP_VERSION,
+        'indicators': {name: list(f) for name, f in FEATURES.items()},
+        'warmup_bars': WARMUP_BARS,
+        'risk_profile': risk,
+        'horizon': cfg.model.prediction_horizon,
+        'interval': str(interval),
+    }
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+    return int(digest[:12], 16)
+
+
+def _count(c, sql: str, **params) -> int:
+    return int(c.execute(sa.text(sql), params).scalar() or 0)
+
+
+def _stale_reason(db, symbol: str, interval: str, fingerprint: int) -> str | None:
+    "Why `symbol` must be processed again from its first candle; None when its rows can simply grow."
+    where = 'WHERE symbol = :s AND "interval" = :i'
+    with db.engine.connect() as c:
+        last = c.execute(
+            sa.text(f'SELECT MAX(timestamp) FROM processed_market_data {where}'), {'s': symbol, 'i': interval}
+        ).scalar()
+        if last is None:
+            return None  # nothing processed yet: the incremental path computes everything
+        if 'prep_fingerprint' not in db.columns('processed_market_data'):
+            return 'its rows were prepared before fingerprints were stored'
+        other = _count(
+            c,
+            f'SELECT COUNT(*) FROM processed_market_data {where} '
+            'AND (prep_fingerprint IS NULL OR prep_fingerprint <> :fp)',
+            s=symbol,
+            i=interval,
+            fp=fingerprint,
+        )
+        if other:
+            return f"{other} rows were prepared under another configuration (indicators, risk profile or horizon)"
+        raw, done = (
+            _count(c, f'SELECT COUNT(*) FROM {t} {where} AND timestamp <= :t', s=symbol, i=interval, t=last)
+            for t in ('raw_market_data', 'processed_market_data')
+        )
+    if raw != done:
+        return f"{raw - done} candles before its last processed bar are new (backfill)"
+    return None
+
+
 def _label_start(db, symbol: str, interval: str):
-    "Timestamp after which labels must be (re)computed; None = from the first candle."
+    "Timestamp of the last labelled bar (labels are computed after it); None = from the first candle."
     if 'buy_return' not in db.columns('processed_market_data'):
         return None
     q = (
@@ -32,20 +92,13 @@ def _label_start(db, symbol: str, interval: str):
     )
     with db.engine.connect() as c:
         last = c.execute(sa.text(q), {'s': symbol, 'i': interval}).scalar()
-        if last is None:
-            return None
-        counts = [
-            c.execute(
-                sa.text(f'SELECT COUNT(*) FROM {t} WHERE symbol = :s AND "interval" = :i AND timestamp <= :t'),
-                {'s': symbol, 'i': interval, 't': last},
-            ).scalar()
-            for t in ('raw_market_data', 'processed_market_data')
-        ]
-    return None if counts[0] != counts[1] else pd.Timestamp(int(last), unit='ms', tz='UTC')
+    return None if last is None else pd.Timestamp(int(last), unit='ms', tz='UTC')
 
 # %% ../nbs/11_pipeline.ipynb #afdcd84a
-def prepare_labels(cfg: Config, db, symbol: str, interval: str = '15', start=None) -> int:
-    "Compute and upsert expected-return labels of one symbol for bars after `start` (all when None)."
+def prepare_labels(
+    cfg: Config, db, symbol: str, interval: str = '15', start=None, fingerprint: int | None = None
+) -> int:
+    "Compute and upsert expected-return labels (and the prep fingerprint) of one symbol for bars after `start`."
     from cryptotft.labels import expected_returns, labels_for_storage
 
     after = None if start is None else start + pd.Timedelta(milliseconds=1)
@@ -59,14 +112,17 @@ def prepare_labels(cfg: Config, db, symbol: str, interval: str = '15', start=Non
         funding=db.read_funding(symbol, start=after),
         interval=interval,
     )
-    rows = labels_for_storage(labels).assign(symbol=symbol, interval=interval, timestamp=candles.timestamp.to_numpy())
+    fp = prep_fingerprint(cfg, interval) if fingerprint is None else fingerprint
+    rows = labels_for_storage(labels).assign(
+        symbol=symbol, interval=interval, timestamp=candles.timestamp.to_numpy(), prep_fingerprint=fp
+    )
     return db.upsert('processed_market_data', rows)
 
 # %% ../nbs/11_pipeline.ipynb #037cca1a
 def prepare(
     cfg: Config, db, symbols=None, interval: str | None = None, progress: bool = True, full: bool = False
 ) -> int:
-    "Indicators and labels for `symbols` (default: all stored), incrementally; returns bars labelled."
+    "Indicators and labels for `symbols` (default: all stored); stale symbols from the start, others incrementally."
     from cryptotft.indicators import prepare_indicators
 
     interval = str(interval or cfg.data_download.interval)
@@ -74,24 +130,35 @@ def prepare(
     missing = [s for s in symbols if db.last_timestamp(s, interval) is None]
     if missing:
         raise DataError(f"no stored candles for {', '.join(missing)}: run `cryptotft download` (or demo-data) first")
-    starts = {s: None if full else _label_start(db, s, interval) for s in symbols}  # before indicators add rows
-    prepare_indicators(db, symbols, interval, progress=progress, full=full)
-    return sum(prepare_labels(cfg, db, s, interval, starts[s]) for s in symbols)
+    fp = prep_fingerprint(cfg, interval)
+    redo = []
+    for s in symbols:
+        why = 'prepare --full' if full else _stale_reason(db, s, interval, fp)
+        if why:
+            log.info('recomputing %s from its first candle: %s', s, why)
+            redo.append(s)
+    grow = [s for s in symbols if s not in redo]
+    starts = {s: _label_start(db, s, interval) for s in grow}  # read before the indicators add rows
+    if redo:
+        prepare_indicators(db, redo, interval, progress=progress, full=True)
+    if grow:
+        prepare_indicators(db, grow, interval, progress=progress, full=False)
+    return sum(prepare_labels(cfg, db, s, interval, starts.get(s), fp) for s in symbols)
 
 # %% ../nbs/11_pipeline.ipynb #de0afedc
 def data_fingerprint(cfg: Config, db, symbols) -> str:
-    "Hash of the training-relevant config and the stored data range of `symbols`."
+    "Hash of the training-relevant config, the prepare fingerprint and the stored data range of `symbols`."
     d = config_to_dict(cfg)
     d.pop('database', None)
     d.pop('bybit', None)
+    d['prepare'] = prep_fingerprint(cfg, cfg.data_download.interval)
     with db.engine.connect() as c:
         rng = c.execute(
             sa.text('SELECT symbol, COUNT(*), MAX(timestamp) FROM processed_market_data GROUP BY symbol')
         ).fetchall()
     state = {s: [n, t] for s, n, t in rng if s in set(symbols)}
-    return hashlib.sha256(json.dumps([d, sorted(symbols), state], sort_keys=True, default=str).encode()).hexdigest()[
-        :16
-    ]
+    payload = json.dumps([d, sorted(symbols), state], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def _state(runs_dir) -> dict:
@@ -157,51 +224,50 @@ class PipelineResult:
     stages: dict  # stage -> seconds, or 'skipped'
 
 
-def _stage(name, skip, log, timings):
-    "Context helper: time a stage or mark it skipped."
+class _Stage:
+    "Times one stage (or marks it skipped) into `timings` and logs one line about it."
 
-    class _S:
-        def __enter__(s):
-            s.t = time.perf_counter()
-            s.run = name not in skip
-            if not s.run:
-                timings[name] = 'skipped'
-                log(f"[{name}] skipped")
-            return s
+    def __init__(self, name: str, skip, timings: dict):
+        self.name, self.run, self.timings = name, name not in skip, timings
 
-        def __exit__(s, *exc):
-            if s.run and exc[0] is None:
-                timings[name] = round(time.perf_counter() - s.t, 1)
-                log(f"[{name}] done in {timings[name]} s")
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        if not self.run:
+            self.timings[self.name] = 'skipped'
+            log.info('[%s] skipped', self.name)
+        return self
 
-    return _S()
+    def __exit__(self, *exc):
+        if self.run and exc[0] is None:
+            self.timings[self.name] = round(time.perf_counter() - self.t0, 1)
+            log.info('[%s] done in %s s', self.name, self.timings[self.name])
 
 # %% ../nbs/11_pipeline.ipynb #8972cf59
-def _acquire(cfg, db, demo, skip, log, t, progress):
+def _acquire(cfg, db, demo, skip, t, progress):
     "Stages symbols + download (or the synthetic market in demo mode)."
     from cryptotft.download import download, validate_symbols
 
     symbols = list(cfg.data_download.symbols)
-    with _stage('symbols', skip | ({'symbols'} if demo else set()), log, t) as s:
+    with _Stage('symbols', skip | ({'symbols'} if demo else set()), t) as s:
         if s.run:
             valid, invalid = validate_symbols(cfg, db, symbols)
             for sym, why in invalid.items():
-                log(f"  skipping {sym}: {why}")
+                log.warning('skipping %s: %s', sym, why)
             symbols = [x for x in symbols if x in set(valid)]
-    with _stage('download', skip, log, t) as s:
+    with _Stage('download', skip, t) as s:
         if s.run and demo:
-            log(f"  wrote {write_demo_market(cfg, db)} SYNTHETIC candles")
+            log.info('wrote %d SYNTHETIC candles', write_demo_market(cfg, db))
         elif s.run:
             rep = download(
                 cfg, db, symbols, interval=cfg.data_download.interval, days=cfg.data_download.days, progress=progress
             )
             for sym, e in rep.errors.items():
-                log(f"  download error {sym}: {e}")
+                log.warning('download of %s failed: %s', sym, e)
     return symbols
 
 # %% ../nbs/11_pipeline.ipynb #a5f857e7
 def run_pipeline(
-    cfg: Config, demo: bool = False, skip=(), force: bool = False, progress: bool = True, log=print, demo_days: int = 90
+    cfg: Config, demo: bool = False, skip=(), force: bool = False, progress: bool = True, demo_days: int = 90
 ) -> PipelineResult:
     "init-db -> symbols -> download -> prepare -> train -> evaluate -> predict -> report."
     from cryptotft.db import connect
@@ -213,19 +279,19 @@ def run_pipeline(
     if demo:
         cfg = demo_config(cfg, demo_days)
     runs_dir = cfg.training.runs_dir
-    with _stage('init-db', set(), log, t):
+    with _Stage('init-db', set(), t):
         db = connect(cfg.database.url)
         db.init_db()
-    symbols = _acquire(cfg, db, demo, skip, log, t, progress)
-    with _stage('prepare', skip, log, t) as s:
+    symbols = _acquire(cfg, db, demo, skip, t, progress)
+    with _Stage('prepare', skip, t) as s:
         if s.run:
-            log(f"  labelled {prepare(cfg, db, symbols, progress=progress)} bars")
+            log.info('labelled %d bars', prepare(cfg, db, symbols, progress=progress))
     fp, state = data_fingerprint(cfg, db, symbols), _state(runs_dir)
     run_id = state.get(fp)
     if run_id and (Path(runs_dir) / run_id).exists() and not force:
-        log(f"up to date: data and config unchanged since run {run_id}; nothing to train (use --force to retrain)")
+        log.info('data and config unchanged since run %s: nothing to train', run_id)
         return PipelineResult(run_id, False, t)
-    run_id = _train_and_report(cfg, db, symbols, skip, log, t, progress, demo)
+    run_id = _train_and_report(cfg, db, symbols, skip, t, progress, demo)
     if run_id:
         state[fp] = run_id
         _save_state(runs_dir, state)
@@ -233,34 +299,34 @@ def run_pipeline(
     return PipelineResult(run_id, run_id is not None, t)
 
 # %% ../nbs/11_pipeline.ipynb #121f2714
-def _train_and_report(cfg, db, symbols, skip, log, t, progress, demo):
+def _train_and_report(cfg, db, symbols, skip, t, progress, demo):
     "Stages train, evaluate, predict, report; returns the run id (None when training was skipped)."
     from cryptotft.dataset import dataset_from_db
     from cryptotft.train import train
 
     run_id = None
-    with _stage('train', skip, log, t) as s:
+    with _Stage('train', skip, t) as s:
         if s.run:
             res = train(cfg, dataset_from_db(db, cfg, symbols=symbols), db=db, progress=progress)
             run_id = res.run_id
-            log(f"  run {run_id} in {res.run_dir}")
+            log.info('run %s in %s', run_id, res.run_dir)
     if run_id is None:
         return None
-    with _stage('evaluate', skip, log, t) as s:
+    with _Stage('evaluate', skip, t) as s:
         if s.run:
             from cryptotft.evaluate import evaluate_run
             from cryptotft.backtest import backtest_run
 
             evaluate_run(cfg, run_id, runs_dir=cfg.training.runs_dir, db=db)
             backtest_run(cfg, run_id, runs_dir=cfg.training.runs_dir, db=db)
-    with _stage('predict', skip, log, t) as s:
+    with _Stage('predict', skip, t) as s:
         if s.run:
             from cryptotft.predict import predict_run
 
-            log(f"  stored {predict_run(cfg, db, run_id, runs_dir=cfg.training.runs_dir)} predictions")
-    with _stage('report', skip, log, t) as s:
+            log.info('stored %d predictions', predict_run(cfg, db, run_id, runs_dir=cfg.training.runs_dir))
+    with _Stage('report', skip, t) as s:
         if s.run:
-            log(f"  report {run_report(cfg, {'run_id': run_id, 'synthetic': demo})}")
+            run_report(cfg, {'run_id': run_id, 'synthetic': demo})
     return run_id
 
 # %% ../nbs/11_pipeline.ipynb #882b0fb5
@@ -273,16 +339,34 @@ def report_notebook() -> Path:
 
 
 def _report_params(cfg: Config, params: dict, config_path) -> dict:
-    "Fill the report's parameters: run id, paths as absolute strings."
+    "Fill the report's parameters: run id, paths as absolute strings; never the database URL."
+    if 'db_url' in params:
+        raise ConfigError(
+            'db_url is not a report parameter (papermill would write it, password and all, into the report): '
+            'choose the database with --db or CRYPTOTFT_DB_URL'
+        )
     p = {
         'runs_dir': str(Path(cfg.training.runs_dir).resolve()),
-        'db_url': cfg.database.url,
         'config_path': str(Path(config_path).resolve()) if config_path else None,
         **params,
     }
-    if not p.get('run_id'):
-        p['run_id'] = new_run_id(p.get('task') or cfg.training.task)
+    p['run_id'] = validate_run_id(p.get('run_id') or new_run_id(p.get('task') or cfg.training.task))
     return p
+
+
+@contextlib.contextmanager
+def _environment(**values):
+    "Set environment variables for the `with` block (a kernel started inside inherits them), then restore."
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 # %% ../nbs/11_pipeline.ipynb #1b2a8bee
 def run_report(cfg: Config, params: dict, notebook=None, config_path='config.yaml', progress: bool = False) -> Path:
@@ -296,14 +380,17 @@ def run_report(cfg: Config, params: dict, notebook=None, config_path='config.yam
     p = _report_params(cfg, params, config_path if config_path and Path(config_path).exists() else None)
     out = Path(p['runs_dir']) / p['run_id'] / nb.name
     out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
     try:
-        pm.execute_notebook(
-            str(nb), str(out), parameters=p, progress_bar=progress, kernel_name='python3', language='python'
-        )
+        with _environment(CRYPTOTFT_DB_URL=cfg.database.url):
+            pm.execute_notebook(
+                str(nb), str(out), parameters=p, progress_bar=progress, kernel_name='python3', language='python'
+            )
     except pm.PapermillExecutionError as e:
         raise DataError(f"report failed in cell {e.exec_count}: {e.ename}: {e.evalue} (see {out})") from None
     html, _ = HTMLExporter().from_filename(str(out))
     out.with_suffix('.html').write_text(html)
+    log.info('report %s executed in %.1f s', out, time.perf_counter() - t0)
     return out
 
 # %% ../nbs/11_pipeline.ipynb #e85de22e

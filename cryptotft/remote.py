@@ -11,19 +11,25 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
+import math
+import re
 import shlex
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from .config import ConfigError, CryptoTFTError, new_run_id
+from .config import ConfigError, CryptoTFTError, new_run_id, validate_run_id
+
+log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['Runner', 'CODE_EXCLUDES', 'RESERVED_PARAMS', 'VAST_IMAGE', 'RemoteError', 'run_command', 'RemoteHost', 'ssh_options',
-           'ssh_argv', 'rsync_argv', 'parse_params', 'job_script', 'state_command', 'parse_state', 'follow_run',
-           'load_host', 'start_job', 'JobStatus', 'remote_status', 'fetch_run', 'run_remote', 'vast_search_argv',
-           'vast_create_argv', 'vast_show_argv', 'vast_destroy_argv', 'find_offer', 'wait_for_instance', 'rented_gpu']
+__all__ = ['log', 'Runner', 'CODE_EXCLUDES', 'RESERVED_PARAMS', 'VAST_IMAGE', 'RemoteError', 'printable', 'run_command',
+           'RemoteHost', 'ssh_options', 'ssh_argv', 'rsync_argv', 'parse_params', 'job_script', 'state_command',
+           'parse_state', 'follow_run', 'record_path', 'load_host', 'start_job', 'JobStatus', 'remote_status',
+           'fetch_run', 'run_remote', 'vast_search_argv', 'vast_create_argv', 'vast_show_argv', 'vast_destroy_argv',
+           'find_offer', 'wait_for_instance', 'rented_gpu']
 
 # %% ../nbs/12_remote.ipynb #be4ef850
 class RemoteError(CryptoTFTError):
@@ -31,6 +37,12 @@ class RemoteError(CryptoTFTError):
 
 
 Runner = Callable[..., subprocess.CompletedProcess]
+_CONTROL = re.compile(r'[\x00-\x08\x0b-\x1f\x7f-\x9f]')
+
+
+def printable(text: str) -> str:
+    "Text from the remote machine without control characters (a log line must not drive our terminal)."
+    return _CONTROL.sub('', text)
 
 
 def run_command(argv: list[str], input: str | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
@@ -47,13 +59,32 @@ def _check(res: subprocess.CompletedProcess, what: str) -> subprocess.CompletedP
     "Raise RemoteError naming `what` and the last line of stderr when a command failed."
     if res.returncode != 0:
         err = (res.stderr or res.stdout or '').strip().splitlines()
-        raise RemoteError(f"{what} failed (exit {res.returncode}): {err[-1] if err else 'no output'}")
+        raise RemoteError(f"{what} failed (exit {res.returncode}): {printable(err[-1]) if err else 'no output'}")
     return res
 
 # %% ../nbs/12_remote.ipynb #61a0937b
+_HOST = re.compile(r'[A-Za-z0-9][A-Za-z0-9.-]{0,252}')  # a DNS name or an IPv4 address
+_USER = re.compile(r'[A-Za-z0-9_][A-Za-z0-9._-]{0,31}')
+_PLAIN_PATH = re.compile(r'[A-Za-z0-9._/][A-Za-z0-9._/+-]{0,254}')  # no spaces, quotes or shell syntax
+_RULES = {
+    'host': 'use a host name or an IPv4 address (letters, digits, dots, dashes; not starting with -)',
+    'user': 'use a login name (letters, digits, ., _, -; not starting with -)',
+    'remote dir': 'use a plain path (letters, digits, ., _, /, +, -; not starting with -)',
+    'notebook': 'use a relative path inside the project (letters, digits, ., _, /, +, -)',
+    'snapshot name': 'rename the file to letters, digits, ., _ and - only',
+}
+
+
+def _plain(pattern: re.Pattern, value, what: str):
+    "`value` when `pattern` matches all of it, else a ConfigError naming `what`."
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise ConfigError(f"{what} {str(value)[:80]!r} is not allowed: {_RULES[what]}")
+    return value
+
+
 @dataclass(frozen=True)
 class RemoteHost:
-    "Where and how to reach the GPU machine."
+    "Where and how to reach the GPU machine; fields are checked when it is made."
 
     host: str
     port: int = 22
@@ -62,6 +93,15 @@ class RemoteHost:
     remote_dir: str = 'cryptotft'  # relative = under the remote home
     python: str = 'python3'  # remote interpreter (a path skips nothing by itself: see `install`)
     known_hosts: str | None = None  # rented hosts change keys: keep them out of ~/.ssh/known_hosts
+
+    def __post_init__(self):
+        _plain(_HOST, self.host, 'host')
+        _plain(_USER, self.user, 'user')
+        _plain(_PLAIN_PATH, self.remote_dir, 'remote dir')
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise ConfigError(f"port {self.port!r} is not a TCP port (1-65535)")
+        if not isinstance(self.python, str) or not self.python or not self.python.isprintable():
+            raise ConfigError(f"remote python {str(self.python)[:80]!r} must be a printable command name or path")
 
     @property
     def target(self) -> str:
@@ -96,8 +136,8 @@ def ssh_options(h: RemoteHost) -> list[str]:
 
 
 def ssh_argv(h: RemoteHost, command: str) -> list[str]:
-    "argv running shell `command` on the remote machine."
-    return ['ssh', *ssh_options(h), h.target, command]
+    "argv running shell `command` on the remote machine; `--` ends ssh's options before the destination."
+    return ['ssh', *ssh_options(h), '--', h.target, command]
 
 # %% ../nbs/12_remote.ipynb #bc1bd2f5
 CODE_EXCLUDES = (
@@ -117,19 +157,25 @@ CODE_EXCLUDES = (
 )
 
 
-def rsync_argv(h: RemoteHost, src: str, dst: str, excludes=(), delete: bool = False) -> list[str]:
-    "argv copying `src` to `dst`; prefix a side with ':' to mean the remote machine."
-    side = lambda p: f"{h.target}:{p[1:]}" if p.startswith(':') else p
+def _side(h: RemoteHost, path: str) -> str:
+    "A local path as is; ':path' as the same path on the remote machine."
+    return f"{h.target}:{path[1:]}" if path.startswith(':') else path
+
+
+def rsync_argv(h: RemoteHost, src: str, dst: str, excludes=(), delete: bool = False, fetch: bool = False) -> list[str]:
+    "argv copying `src` to `dst`; prefix a side with ':' to mean the remote machine; `fetch`: plain files only."
+    mode = ['-rtz', '--no-links'] if fetch else ['-az']
     return [
         'rsync',
-        '-az',
+        *mode,
         '--partial',
         *(['--delete'] if delete else []),
         '-e',
         shlex.join(['ssh', *ssh_options(h)]),
         *[a for x in excludes for a in ('--exclude', x)],
-        side(src),
-        side(dst),
+        '--',
+        _side(h, src),
+        _side(h, dst),
     ]
 
 # %% ../nbs/12_remote.ipynb #6e1fdf92
@@ -140,20 +186,22 @@ def _scalar(text: str):
     "'3' -> 3, '1e-3' -> 0.001, 'true' -> True, 'null' -> None, else the text."
     for cast in (int, float):
         try:
-            return cast(text)
+            value = cast(text)
         except ValueError:
-            pass
+            continue
+        if math.isfinite(value):
+            return value
     return {'true': True, 'false': False, 'null': None, 'none': None}.get(text.lower(), text)
 
 
-def parse_params(items) -> dict:
-    "['epochs=3', 'name=x'] -> {'epochs': 3, 'name': 'x'}."
+def parse_params(items, reserved=()) -> dict:
+    "['epochs=3', 'name=x'] -> {'epochs': 3, 'name': 'x'}; names in `reserved` are refused."
     out = {}
     for item in items or ():
         key, sep, value = (x.strip() for x in item.partition('='))
         if not sep or not key.isidentifier():
             raise ConfigError(f"--param {item!r} must look like name=value with a Python identifier as name")
-        if key in RESERVED_PARAMS:
+        if key in reserved:
             raise ConfigError(f"--param {key} is set by cryptotft itself; drop it")
         out[key] = _scalar(value)
     return out
@@ -161,7 +209,8 @@ def parse_params(items) -> dict:
 # %% ../nbs/12_remote.ipynb #4c7b51b6
 def job_script(h: RemoteHost, run_id: str, notebook: str, params: dict, install_marker: str | None) -> str:
     "The shell script that runs one job on the remote machine, from its code folder."
-    q, run = shlex.quote, f"runs/{run_id}"
+    q = shlex.quote
+    run = f"runs/{validate_run_id(run_id)}"
     install = (
         ''
         if install_marker is None
@@ -177,23 +226,23 @@ RUN={q(run)}
 mkdir -p "$RUN" && echo $$ > "$RUN/pid"
 exec > "$RUN/remote.log" 2>&1
 finish() {{ echo "$1" > "$RUN/exit_code.tmp"; mv "$RUN/exit_code.tmp" "$RUN/exit_code"; exit "$1"; }}
-PY=$(command -v {q(h.python)}) || {{ echo "[cryptotft] remote python {h.python} not found"; finish 127; }}
+printf '%s\\n' {q(json.dumps(params, sort_keys=True))} > "$RUN/params.json"
+PY=$(command -v {q(h.python)}) || {{ echo "[cryptotft] remote python not found:" {q(h.python)}; finish 127; }}
 export PATH="$(dirname "$PY"):$PATH" PYTHONUNBUFFERED=1
 echo "[cryptotft] run {run_id} on $(hostname) at $(date -u +%FT%TZ)"{install}
-cat > "$RUN/params.json" <<'CRYPTOTFT_PARAMS'
-{json.dumps(params, sort_keys=True)}
-CRYPTOTFT_PARAMS
-"$PY" -m papermill {q(notebook)} "$RUN"/{q(Path(notebook).name)} -k python3 --language python --cwd . --log-output -f "$RUN/params.json"
+"$PY" -m papermill {q(notebook)} "$RUN"/{q(Path(notebook).name)} \\
+  -k python3 --language python --cwd . --log-output -f "$RUN/params.json"
 finish $?
 """
 
 # %% ../nbs/12_remote.ipynb #3ac6fe86
 _SENTINEL = '@@cryptotft-state:'
+_STATE = re.compile(r'-?\d{1,3}|running|starting|lost|missing')
 
 
 def state_command(h: RemoteHost, run_id: str, log: str) -> str:
     "Remote shell printing `log` (a command reading remote.log) then the sentinel and the job state."
-    d = shlex.quote(f"{h.code_dir}/runs/{run_id}")
+    d = shlex.quote(f"{h.code_dir}/runs/{validate_run_id(run_id)}")
     # the state is read before the log: once exit_code exists the log is complete, so no last line is lost
     return (
         f"cd {d} 2>/dev/null || {{ printf '\\n{_SENTINEL}missing'; exit 0; }}; "
@@ -208,7 +257,9 @@ def parse_state(stdout: str) -> tuple[str, str]:
     log, sep, state = stdout.rpartition('\n' + _SENTINEL)
     if not sep:
         raise RemoteError('the remote machine answered without a job state (is the remote shell sh-compatible?)')
-    return log, state.strip()
+    if not _STATE.fullmatch(state.strip()):
+        raise RemoteError(f"the remote machine answered an unknown job state {printable(state.strip())[:40]!r}")
+    return printable(log.replace('\r\n', '\n')), state.strip()
 
 # %% ../nbs/12_remote.ipynb #34db6cea
 def follow_run(
@@ -226,6 +277,7 @@ def follow_run(
         res = runner(ssh_argv(h, state_command(h, run_id, f"tail -n +{shown + 1} remote.log")), timeout=120)
         if res.returncode != 0:
             failures += 1
+            log.warning("poll %d of remote run %s failed (exit %d); retrying", failures, run_id, res.returncode)
             if failures > max_failures:
                 raise RemoteError(
                     f"lost the SSH connection to {h.host}; the job keeps running: "
@@ -234,8 +286,8 @@ def follow_run(
             sleep(poll_s)
             continue
         failures = 0
-        log, state = parse_state(res.stdout)
-        lines = log.split('\n')
+        log_text, state = parse_state(res.stdout)
+        lines = log_text.split('\n')
         complete = lines[:-1]  # the last piece is '' or a line still being written
         if state not in ('running', 'starting') and lines[-1]:
             complete.append(lines[-1])
@@ -257,6 +309,7 @@ def _probe(h: RemoteHost, runner: Runner) -> set[str]:
     check = "for t in rsync tmux; do command -v $t >/dev/null 2>&1 && echo $t; done; true"
     have = set(_check(runner(ssh_argv(h, check), timeout=60), f"ssh to {h.target}:{h.port}").stdout.split())
     if 'rsync' not in have:
+        log.info('installing rsync on %s', h.target)
         _check(
             runner(
                 ssh_argv(
@@ -278,22 +331,49 @@ def _install_marker(project_dir: Path) -> str:
     return f"../.gpu-installed-{digest}"
 
 
-def _save_host(local_run: Path, h: RemoteHost, run_id: str, notebook: str):
+def record_path(run_id: str, runs_dir: str | Path = 'runs') -> Path:
+    "Where the connection of a remote run is kept: outside the run folder the remote machine fills."
+    return Path(runs_dir) / '.remote' / f"{validate_run_id(run_id)}.json"
+
+
+def _save_host(runs_dir, h: RemoteHost, run_id: str, notebook: str):
     "Remember where a run lives so that status and fetch can re-attach by run id."
-    local_run.mkdir(parents=True, exist_ok=True)
-    (local_run / 'remote.json').write_text(
-        json.dumps({'run_id': run_id, 'notebook': notebook, 'host': dataclasses.asdict(h)}, indent=1)
-    )
+    p = record_path(run_id, runs_dir)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({'run_id': run_id, 'notebook': notebook, 'host': dataclasses.asdict(h)}, indent=1))
 
 
 def load_host(run_id: str, runs_dir: str | Path = 'runs') -> RemoteHost:
-    "The RemoteHost a run was started on, from runs/<run_id>/remote.json."
-    p = Path(runs_dir) / run_id / 'remote.json'
+    "The RemoteHost a run was started on, from runs/.remote/<run_id>.json, checked field by field."
+    p = record_path(run_id, runs_dir)
     if not p.exists():
-        raise ConfigError(f"{p} does not exist: was {run_id} started with `cryptotft remote run`?")
-    return RemoteHost(**json.loads(p.read_text())['host'])
+        raise ConfigError(f"{p} does not exist: was {run_id} started here with `cryptotft remote run`?")
+    try:
+        fields = json.loads(p.read_text())['host']
+        known = {f.name for f in dataclasses.fields(RemoteHost)}
+        if not isinstance(fields, dict) or not set(fields) <= known:
+            raise ValueError(f"unknown fields {sorted(set(fields) - known)}")
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{p} is not a cryptotft connection record ({e})") from None
+    return RemoteHost(**fields)
 
 # %% ../nbs/12_remote.ipynb #acac82e6
+_SNAPSHOT_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,127}')
+_NOTEBOOK = re.compile(r'(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9._/+-]{0,254}')
+
+
+def _launch_command(h: RemoteHost, run_id: str, use_tmux: bool) -> str:
+    "Remote shell that starts runs/<run_id>/job.sh detached, from the code folder."
+    q = shlex.quote
+    job = f"runs/{run_id}/job.sh"
+    if use_tmux:
+        session = 'cryptotft-' + run_id.replace('.', '_')  # tmux reserves '.' in session names
+        start = f"tmux new-session -d -s {q(session)} -c \"$PWD\" {q('sh ' + job)}"
+    else:
+        start = f"nohup sh {q(job)} >/dev/null 2>&1 </dev/null &"
+    return f"cd {q(h.code_dir)} && {start}"
+
+
 def start_job(
     h: RemoteHost,
     snapshot: str | Path,
@@ -306,14 +386,13 @@ def start_job(
     install: bool = True,
     launcher: str = 'auto',
     runner: Runner = run_command,
-    out=print,
 ) -> str:
     "Sync code and snapshot to `h` and start the report notebook detached; returns the run id."
-    project_dir, snapshot, run_id = (
-        Path(project_dir).resolve(),
-        Path(snapshot),
-        run_id or new_run_id((params or {}).get('task') or 'regression'),
-    )
+    project_dir = Path(project_dir).resolve()
+    snapshot = Path(snapshot)
+    run_id = validate_run_id(run_id or new_run_id((params or {}).get('task') or 'regression'))
+    _plain(_NOTEBOOK, notebook, 'notebook')
+    _plain(_SNAPSHOT_NAME, snapshot.name, 'snapshot name')
     if not (project_dir / notebook).exists():
         raise ConfigError(f"notebook {notebook} not found under {project_dir}")
     if not snapshot.is_file():
@@ -325,25 +404,19 @@ def start_job(
     params = {**(params or {}), 'run_id': run_id, 'dataset': f"../snapshots/{snapshot.name}", 'runs_dir': 'runs'}
     have = _probe(h, runner)
     q = shlex.quote
-    _check(
-        runner(ssh_argv(h, f"mkdir -p {q(h.code_dir)}/runs/{run_id} {q(h.remote_dir)}/snapshots"), timeout=60), 'mkdir'
-    )
-    out(f"[cryptotft] syncing code to {h.target}:{h.code_dir}")
+    run_dir, snapshots = f"{h.code_dir}/runs/{run_id}", f"{h.remote_dir}/snapshots"
+    _check(runner(ssh_argv(h, f"mkdir -p {q(run_dir)} {q(snapshots)}"), timeout=60), 'mkdir')
+    log.info('syncing code to %s:%s', h.target, h.code_dir)
     _check(runner(rsync_argv(h, f"{project_dir}/", f":{h.code_dir}/", CODE_EXCLUDES, delete=True)), 'rsync of the code')
-    out(f"[cryptotft] syncing snapshot {snapshot.name} ({snapshot.stat().st_size / 1e6:.1f} MB)")
-    _check(runner(rsync_argv(h, str(snapshot), f":{h.remote_dir}/snapshots/{snapshot.name}")), 'rsync of the snapshot')
+    log.info('syncing snapshot %s (%.1f MB)', snapshot.name, snapshot.stat().st_size / 1e6)
+    _check(runner(rsync_argv(h, str(snapshot), f":{snapshots}/{snapshot.name}")), 'rsync of the snapshot')
     script = job_script(h, run_id, notebook, params, _install_marker(project_dir) if install else None)
-    job = f"runs/{run_id}/job.sh"
-    _check(runner(ssh_argv(h, f"cat > {q(h.code_dir)}/{job}"), input=script, timeout=60), 'upload of the job script')
+    upload = ssh_argv(h, f"cat > {q(run_dir + '/job.sh')}")
+    _check(runner(upload, input=script, timeout=60), 'upload of the job script')
     use_tmux = launcher == 'tmux' or (launcher == 'auto' and 'tmux' in have)
-    start = (
-        f"tmux new-session -d -s cryptotft-{run_id} -c \"$PWD\" 'sh {job}'"
-        if use_tmux
-        else f"nohup sh {job} >/dev/null 2>&1 </dev/null &"
-    )
-    _check(runner(ssh_argv(h, f"cd {q(h.code_dir)} && {start}"), timeout=60), 'starting the job')
-    _save_host(Path(runs_dir) / run_id, h, run_id, notebook)
-    out(f"[cryptotft] started {run_id} under {'tmux' if use_tmux else 'nohup'}")
+    _check(runner(ssh_argv(h, _launch_command(h, run_id, use_tmux)), timeout=60), 'starting the job')
+    _save_host(runs_dir, h, run_id, notebook)
+    log.info('started remote run %s under %s', run_id, 'tmux' if use_tmux else 'nohup')
     return run_id
 
 # %% ../nbs/12_remote.ipynb #d9ad80fa
@@ -360,17 +433,17 @@ class JobStatus:
 def remote_status(
     run_id: str, runs_dir: str | Path = 'runs', runner: Runner = run_command, lines: int = 20
 ) -> JobStatus:
-    "State and last log lines of a remote job, re-attaching from runs/<run_id>/remote.json."
+    "State and last log lines of a remote job, re-attaching from runs/.remote/<run_id>.json."
     h = load_host(run_id, runs_dir)
     res = _check(
         runner(ssh_argv(h, state_command(h, run_id, f"tail -n {int(lines)} remote.log")), timeout=60),
         f"ssh to {h.target}",
     )
-    log, state = parse_state(res.stdout)
+    log_text, state = parse_state(res.stdout)
     if state.lstrip('-').isdigit():
         code = int(state)
-        return JobStatus(run_id, 'finished' if code == 0 else 'failed', code, log)
-    return JobStatus(run_id, state, None, log)
+        return JobStatus(run_id, 'finished' if code == 0 else 'failed', code, log_text)
+    return JobStatus(run_id, state, None, log_text)
 
 
 def fetch_run(
@@ -387,7 +460,9 @@ def fetch_run(
     if wait:
         follow_run(h, run_id, runner, poll_s, out, sleep)
     local = Path(runs_dir) / run_id
-    _check(runner(rsync_argv(h, f":{h.code_dir}/runs/{run_id}/", f"{local}/")), f"fetching run {run_id}")
+    remote = f":{h.code_dir}/runs/{run_id}/"
+    _check(runner(rsync_argv(h, remote, f"{local}/", fetch=True)), f"fetching run {run_id}")
+    log.info('fetched remote run %s into %s', run_id, local)
     return local
 
 # %% ../nbs/12_remote.ipynb #d8a160eb
@@ -420,7 +495,6 @@ def run_remote(
         install=install,
         launcher=launcher,
         runner=runner,
-        out=out,
     )
     local = Path(runs_dir) / run_id
     if not follow:
@@ -502,7 +576,8 @@ def wait_for_instance(
             return RemoteHost(info['ssh_host'], int(info['ssh_port']), 'root', key)
         sleep(poll_s)
     raise RemoteError(
-        f"Vast.ai instance {instance_id} did not start within {timeout_s:.0f} s; destroy it with `vastai destroy instance {instance_id}`"
+        f"Vast.ai instance {instance_id} did not start within {timeout_s:.0f} s; "
+        f"destroy it with `vastai destroy instance {instance_id}`"
     )
 
 
@@ -512,13 +587,12 @@ def rented_gpu(
     runner: Runner = run_command,
     image: str = VAST_IMAGE,
     disk_gb: int = 60,
-    out=print,
     sleep=time.sleep,
     **search,
 ):
     "Rent the cheapest matching GPU for the `with` block and destroy it afterwards, whatever happens."
     offer = find_offer(runner, disk_gb=disk_gb, **search)
-    out(f"[cryptotft] renting offer {offer['id']} ({offer.get('gpu_name')}, ${offer.get('dph_total', 0):.3f}/h)")
+    log.info('renting offer %s (%s, $%.3f/h)', offer['id'], offer.get('gpu_name'), offer.get('dph_total', 0))
     created = _json(runner(vast_create_argv(offer['id'], image, disk_gb), timeout=120), 'vastai create instance')
     instance = created.get('new_contract')
     if not instance:
@@ -526,7 +600,7 @@ def rented_gpu(
     try:
         yield wait_for_instance(instance, key, runner, sleep=sleep)
     finally:
-        out(f"[cryptotft] destroying instance {instance}")
+        log.info('destroying instance %s', instance)
         _check(
             runner(vast_destroy_argv(instance), timeout=120),
             f"vastai destroy instance {instance} (destroy it in the console!)",

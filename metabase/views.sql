@@ -8,7 +8,8 @@ WITH c AS (
   SELECT symbol, "interval", COUNT(*) AS bars, MIN("timestamp") AS first_ms, MAX("timestamp") AS last_ms,
          (CASE WHEN "interval" = 'D' THEN 1440 ELSE "interval"::int END) * 60000::bigint AS bar_ms
   FROM raw_market_data GROUP BY symbol, "interval"),
-f AS (SELECT symbol, COUNT(*) AS funding_events, MAX("timestamp") AS last_funding_ms FROM funding_rates GROUP BY symbol),
+f AS (SELECT symbol, COUNT(*) AS funding_events, MAX("timestamp") AS last_funding_ms
+      FROM funding_rates GROUP BY symbol),
 p AS (SELECT symbol, "interval", COUNT(*) AS processed_bars FROM processed_market_data GROUP BY symbol, "interval")
 SELECT c.symbol, c."interval", to_timestamp(c.first_ms / 1000.0) AS first_bar, to_timestamp(c.last_ms / 1000.0) AS last_bar, c.bars,
        (c.last_ms - c.first_ms) / c.bar_ms + 1 AS expected_bars,

@@ -25,7 +25,8 @@ import pytest
 import sqlalchemy as sa
 from cryptotft.config import ConfigError, DataError, to_ms
 from cryptotft.db import connect
-from cryptotft.metabase import QUESTIONS, VIEWS, VIEWS_SQL, MetabaseError, create_views, provision
+from cryptotft.cli import main
+from cryptotft.metabase import READONLY_ROLE, QUESTIONS, VIEWS, VIEWS_SQL, MetabaseError, create_views, provision
 from cryptotft.synthetic import synthetic_market
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,6 +283,39 @@ def test_every_dashboard_question_runs_on_the_views(market):
             assert col in df.columns, (q.name, col)
 
 
+def test_metabase_views_creates_a_read_only_role_that_cannot_write(market, pg_url, capsys, monkeypatch):
+    role = f'ctft_ro_{secrets.token_hex(4)}'
+    monkeypatch.setenv('CRYPTOTFT_METABASE_DB_PASSWORD', 'ro-Secret-123')
+    url = sa.engine.make_url(pg_url).set(drivername='postgresql+psycopg2')
+    admin = sa.create_engine(url, isolation_level='AUTOCOMMIT')
+    try:
+        assert main(['--db', pg_url, 'metabase', 'views', '--role', role]) == 0
+        assert main(['--db', pg_url, 'metabase', 'views', '--role', role]) == 0  # again: the role is updated
+        out, err = capsys.readouterr()
+        assert f'read-only role {role}' in out and 'ro-Secret-123' not in out + err
+        with admin.connect() as c:
+            stored = c.execute(sa.text('SELECT rolpassword FROM pg_authid WHERE rolname = :r'), {'r': role}).scalar()
+        assert stored.startswith('SCRAM-SHA-256$') and 'ro-Secret-123' not in stored  # hashed before it was sent
+        ro = sa.create_engine(url.set(username=role))
+        with ro.connect() as c:
+            assert c.execute(sa.text('SELECT COUNT(*) FROM v_data_coverage')).scalar() == 2
+            assert c.execute(sa.text('SELECT COUNT(*) FROM raw_market_data')).scalar() > 0
+        for sql in (
+            "INSERT INTO raw_market_data (symbol, \"interval\", timestamp) VALUES ('XUSDT', '15', 0)",
+            "UPDATE model_metadata SET status = 'x'",
+            'DELETE FROM funding_rates',
+            'CREATE TABLE sneaky (x int)',
+        ):
+            with ro.connect() as c, pytest.raises(sa.exc.ProgrammingError, match='permission denied'):
+                c.execute(sa.text(sql))
+        ro.dispose()
+    finally:
+        with admin.connect() as c:
+            c.exec_driver_sql(f'DROP OWNED BY {role}')
+            c.exec_driver_sql(f'DROP ROLE IF EXISTS {role}')
+        admin.dispose()
+
+
 # ---------------------------------------------------------------- Metabase API stub
 
 
@@ -397,7 +431,7 @@ def test_provision_sets_up_fresh_metabase_then_second_run_creates_nothing(stub):
         'host': 'postgres',
         'port': 5432,
         'dbname': 'cryptotft',
-        'user': 'cryptotft',
+        'user': READONLY_ROLE,
         'password': 'secret',
         'ssl': False,
     }
@@ -450,3 +484,31 @@ def test_wrong_password_and_unreachable_metabase_are_one_clear_error(stub):
     stub.server.server_close()
     with pytest.raises(MetabaseError, match='cannot reach Metabase'):
         provision(url, 'me@example.com', 'right', timeout=2)
+
+
+def test_provision_command_takes_passwords_from_the_environment_and_the_database_from_db(stub, capsys, monkeypatch):
+    monkeypatch.setenv('METABASE_PASSWORD', 'admin-Secret-1')
+    monkeypatch.setenv('CRYPTOTFT_METABASE_DB_PASSWORD', 'ro-Secret-2')
+    db = 'postgresql://cryptotft:owner-pw@localhost:5555/research'
+    assert main(['--db', db, 'metabase', 'provision', '--url', stub.url, '--user', 'me@example.com']) == 0
+    assert stub.users == {'me@example.com': 'admin-Secret-1'}
+    assert stub.databases[0]['details'] == {
+        'host': 'postgres',  # localhost:5555 here is the compose service postgres:5432 for Metabase
+        'port': 5432,
+        'dbname': 'research',
+        'user': READONLY_ROLE,
+        'password': 'ro-Secret-2',
+        'ssl': False,
+    }
+    out, err = capsys.readouterr()
+    assert 'dashboard' in out and 'Secret' not in out + err
+
+
+def test_provision_refuses_a_password_on_the_command_line(stub, capsys, monkeypatch):
+    monkeypatch.delenv('METABASE_PASSWORD', raising=False)
+    argv = ['--db', 'postgresql://u@localhost/x', 'metabase', 'provision', '--url', stub.url, '--user', 'me@x.org']
+    assert main([*argv, '--password', 'on-the-cmdline']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: passwords on the command line') and 'on-the-cmdline' not in err
+    assert main(argv) == 1  # no variable and no terminal: say which variable to set
+    assert 'set METABASE_PASSWORD' in capsys.readouterr().err and stub.calls == []

@@ -1,9 +1,13 @@
-"""The remote flow end to end against a real OpenSSH server on loopback.
+"""The remote flow end to end against a real OpenSSH server on loopback, and against a hostile one.
 
 The "remote machine" is this machine: the test starts its own sshd (generated host key, generated
 client key, 127.0.0.1 only, a free port), the remote directory is a tmp folder, and the remote python
 is this venv's interpreter (so no `pip install` runs). Needs Debian's openssh-server, openssh-client
 and rsync; skipped with the reason when they are missing.
+
+The injection tests need no sshd: a sandbox runner executes every command that would run on the remote
+machine with bash in a temporary "remote home", and every rsync as a local rsync into it, so what the
+built commands really do (not what they look like) is what the tests check.
 """
 
 import getpass
@@ -16,7 +20,17 @@ import sys
 import time
 from pathlib import Path
 import pytest
-from cryptotft.remote import RemoteError, RemoteHost, fetch_run, remote_status, run_remote, start_job
+from cryptotft.config import ConfigError
+from cryptotft.remote import (
+    RemoteError,
+    RemoteHost,
+    fetch_run,
+    load_host,
+    record_path,
+    remote_status,
+    run_remote,
+    start_job,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = 'tests/data/remote_report.ipynb'
@@ -126,7 +140,8 @@ def test_run_remote_syncs_code_executes_notebook_and_fetches_run_folder(host, sn
     assert nb['metadata']['papermill']['parameters']['epochs'] == 3 and (local / 'exit_code').read_text().strip() == '0'
     # the log was streamed line by line, and it is kept in the run folder too
     assert 'epoch 3/3 loss=0.333' in '\n'.join(lines) and 'epoch 3/3' in (local / 'remote.log').read_text()
-    assert json.loads((local / 'remote.json').read_text())['host']['port'] == host.port
+    assert json.loads(record_path('t-ok', runs).read_text())['host']['port'] == host.port
+    assert not (local / 'remote.json').exists()  # the connection record lives outside the fetched folder
 
 
 def test_detached_job_can_be_reattached_with_status_and_fetch(host, snapshot, tmp_path):
@@ -142,7 +157,6 @@ def test_detached_job_can_be_reattached_with_status_and_fetch(host, snapshot, tm
         runs_dir=runs,
         install=False,
         launcher=launcher,
-        out=lambda s: None,
     )
     # kernel start-up plus a 4 s sleep keep the job busy while we look
     assert remote_status(run_id, runs).state in ('starting', 'running')
@@ -202,4 +216,131 @@ def test_gpu_requirements_install_once_per_pyproject(host, snapshot, tmp_path):
 def test_unreachable_host_says_which_host(tmp_path, snapshot):
     h = RemoteHost('127.0.0.1', _free_port(), known_hosts=str(tmp_path / 'kh'))
     with pytest.raises(RemoteError, match=r'ssh to root@127.0.0.1'):
-        start_job(h, snapshot, project_dir=ROOT, notebook=NOTEBOOK, runs_dir=tmp_path / 'runs', out=lambda s: None)
+        start_job(h, snapshot, project_dir=ROOT, notebook=NOTEBOOK, runs_dir=tmp_path / 'runs')
+
+
+# ---------------------------------------------------------------- a hostile remote machine, in a sandbox
+
+
+def sandbox_runner(home: Path):
+    "Runner that executes remote commands with bash in `home` and rsyncs into it locally; records every argv."
+    calls = []
+
+    def remote_path(arg: str) -> str:
+        if '@' in arg.split(':', 1)[0] and ':' in arg:
+            path = arg.split(':', 1)[1]
+            return path if path.startswith('/') else str(home / path)
+        return arg
+
+    def run(argv, input=None, timeout=None):
+        calls.append(list(argv))
+        env = {'HOME': str(home), 'PATH': os.environ['PATH']}
+        if argv[0] == 'ssh':
+            assert argv[-3] == '--', argv  # options end before the destination
+            return subprocess.run(
+                ['bash', '-c', argv[-1]], cwd=home, input=input, env=env, capture_output=True, text=True, timeout=60
+            )
+        assert argv[0] == 'rsync', argv
+        i = argv.index('-e')
+        local = [*argv[:i], *argv[i + 2 :]]  # no ssh: both sides are on this machine
+        return subprocess.run([remote_path(a) for a in local], capture_output=True, text=True, timeout=60)
+
+    return run, calls
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    "(project, snapshot, runs, remote home, runner, calls) for one hostile-remote test."
+    if not shutil.which('rsync') or not shutil.which('bash'):
+        pytest.skip('needs rsync and bash')
+    proj, home = tmp_path / 'proj', tmp_path / 'home'
+    (proj / 'nbs').mkdir(parents=True)
+    (proj / 'nbs' / 'report.ipynb').write_text('{}')
+    (proj / 'pyproject.toml').write_text('[project]\nname = "x"\n')
+    home.mkdir()
+    snap = tmp_path / 'snapshot.npz'
+    snap.write_bytes(b'data')
+    run, calls = sandbox_runner(home)
+    return proj, snap, tmp_path / 'runs', home, run, calls
+
+
+def _remote_run(sandbox, host, params, run_id):
+    proj, snap, runs, _, run, _ = sandbox
+    return run_remote(
+        host,
+        snap,
+        params,
+        run_id=run_id,
+        project_dir=proj,
+        notebook='nbs/report.ipynb',
+        runs_dir=runs,
+        install=False,
+        launcher='nohup',
+        poll_s=0.2,
+        runner=run,
+        out=lambda s: None,
+        sleep=time.sleep,
+    )
+
+
+def _planted(root: Path) -> list:
+    return [p for p in root.rglob('X')]
+
+
+def test_injected_run_id_is_refused_before_any_remote_command(sandbox, tmp_path):
+    *_, home, run, calls = sandbox
+    h = RemoteHost('127.0.0.1', remote_dir=str(home / 'remote'), python=sys.executable)
+    with pytest.raises(ConfigError, match='not a plain name'):
+        _remote_run(sandbox, h, {}, 'r1$(touch X)')
+    assert calls == [] and _planted(tmp_path) == []
+
+
+def test_injected_remote_python_and_params_stay_inert_in_the_remote_shell(sandbox, tmp_path):
+    *_, runs, home, run, calls = sandbox
+    payload = "$(touch X)`touch X`'; touch X; '\"; touch X; \""
+    h = RemoteHost('127.0.0.1', remote_dir=str(home / 'remote'), python='$(touch X)')
+    with pytest.raises(RemoteError, match='failed with exit code 127'):
+        _remote_run(sandbox, h, {'note': payload}, 'r-inert')
+    assert _planted(tmp_path) == [], 'a value became shell code on the remote machine'
+    assert 'remote python not found: $(touch X)' in (runs / 'r-inert' / 'remote.log').read_text()
+    remote_params = runs / 'r-inert' / 'params.json'
+    assert json.loads(remote_params.read_text())['note'] == payload
+
+
+def test_user_or_host_starting_with_a_dash_is_refused():
+    for bad in (dict(user='-oProxyCommand=touch X'), dict(host='-oProxyCommand=touch X')):
+        with pytest.raises(ConfigError, match='not starting with -'):
+            RemoteHost(**{'host': '127.0.0.1', **bad})
+
+
+def test_a_fetched_run_folder_cannot_choose_the_host_or_plant_links(sandbox, tmp_path):
+    *_, runs, home, run, calls = sandbox
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('mine')
+    fake = tmp_path / 'hostile-python'  # "papermill" on a hostile machine: writes its own connection record and a link
+    fake.write_text(
+        '#!/bin/sh\nout=$(dirname "$4")\n'
+        'echo \'{"run_id": "r-evil", "host": {"host": "evil.example", "user": "root", "python": "sh"}}\' '
+        '> "$out/remote.json"\n'
+        f'ln -s {victim} "$out/metrics.csv"\necho trained\n'
+    )
+    fake.chmod(0o755)
+    h = RemoteHost('127.0.0.1', 2222, 'me', remote_dir=str(home / 'remote'), python=str(fake))
+    local = _remote_run(sandbox, h, {}, 'r-evil')
+    assert (local / 'remote.json').exists() and not (local / 'metrics.csv').exists()  # data yes, links no
+    calls.clear()
+    assert remote_status('r-evil', runs, runner=run).state == 'finished'
+    assert calls[0][-2] == 'me@127.0.0.1' and load_host('r-evil', runs) == h
+    fetch_run('r-evil', runs, runner=run)
+    assert victim.read_text() == 'mine' and not (local / 'metrics.csv').is_symlink()
+
+
+def test_a_tampered_connection_record_is_checked_field_by_field(tmp_path):
+    p = record_path('r1', tmp_path)
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps({'host': {'host': '127.0.0.1', 'user': '-oProxyCommand=touch X'}}))
+    with pytest.raises(ConfigError, match='user'):
+        remote_status('r1', tmp_path, runner=lambda *a, **k: pytest.fail('ran a command'))
+    p.write_text(json.dumps({'host': {'host': '127.0.0.1', 'proxy': 'x'}}))
+    with pytest.raises(ConfigError, match='unknown fields'):
+        load_host('r1', tmp_path)
