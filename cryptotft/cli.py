@@ -200,16 +200,34 @@ def cmd_train(args):
         progress=not args.quiet,
     )
     print(f"run {res.run_id} saved in {res.run_dir}")
+    if ds.folds != [0]:  # walk_forward_folds / fold_starts: one more model per fold, then the pooled table
+        _walk_forward(args, cfg, ds, db, res.run_id)
+
+
+def _walk_forward(args, cfg, ds, db, base: str):
+    "Train the walk-forward folds of `ds` and print their out-of-sample rank IC, per fold and pooled."
+    from cryptotft.evaluate import walk_forward_summary, walk_forward_table
+    from cryptotft.train import train_walk_forward
+
+    kw = dict(task=args.task, epochs=args.epochs, batch_size=args.batch_size, db=db, progress=not args.quiet)
+    runs = train_walk_forward(cfg, ds, run_id=base, **kw)
+    out = Path(cfg.training.runs_dir) / f'{base}-walk-forward'
+    table = walk_forward_table(cfg, [r.run_id for r in runs], cfg.training.runs_dir, out_dir=out)
+    print(f"walk-forward: {len(runs)} fold runs {runs[0].run_id} .. {runs[-1].run_id}; metrics in {out}")
+    print(walk_forward_summary(table).to_string())
 
 # %% ../nbs/10_cli.ipynb #7966bc31
 def cmd_evaluate(args):
     "Metrics with bootstrap intervals next to baselines for one run."
-    from cryptotft.evaluate import evaluate_run
+    from cryptotft.evaluate import compact_table, evaluate_run
 
     run_id = validate_run_id(args.run)
     cfg = _config(args)
     table = evaluate_run(cfg, run_id, runs_dir=cfg.training.runs_dir)
-    print(table.to_string())
+    print(compact_table(table).to_string())
+    n = int(table['flagged'].sum())
+    print(f"* beats the zero predictor: paired block bootstrap, Holm-adjusted over {n} flagged comparisons")
+    print(f"long form: {Path(cfg.training.runs_dir) / run_id / 'metrics.csv'}")
 
 
 def cmd_backtest(args):

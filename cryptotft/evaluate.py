@@ -29,7 +29,8 @@ __all__ = ['log', 'BARS_PER_DAY', 'accuracy', 'win_rate', 'REGRESSION_METRICS', 
            'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'Forecast', 'forecast', 'point_forecast',
            'eval_frame', 'split_summary', 'baseline_predictions', 'evaluate_split', 'RunArtifacts',
            'load_run_artifacts', 'model_key', 'save_predictions', 'stored_predictions', 'run_predictions',
-           'plot_metrics', 'model_predictions_of', 'evaluate_run', 'compact_table', 'verdict']
+           'plot_metrics', 'model_predictions_of', 'evaluate_run', 'walk_forward_table', 'walk_forward_summary',
+           'compact_table', 'verdict']
 
 # %% ../nbs/08_evaluate.ipynb #666734c8
 BARS_PER_DAY = 96  # 15-minute bars: the shortest bootstrap block is one day
@@ -650,6 +651,41 @@ def _record_metrics(db, art: RunArtifacts, table: pd.DataFrame):
         metrics,
         r['artifacts'],
     )
+
+# %% ../nbs/08_evaluate.ipynb #91ef5ff5
+def walk_forward_table(cfg: Config, run_ids, runs_dir='runs', n_boot: int = 500, out_dir=None) -> pd.DataFrame:
+    "Out-of-sample metrics per walk-forward fold run and pooled over all folds (column `fold`)."
+    tables, frames, preds, task, block = [], [], [], 'regression', BARS_PER_DAY
+    for run_id in run_ids:
+        art = load_run_artifacts(cfg, run_id, runs_dir)
+        fold = int(art.meta.get('fold', 0))
+        ends = art.ds.ends('test', fold)
+        named = model_predictions_of(art, ends) | baseline_predictions(
+            art.ds, art.ds.ends('train', fold), ends, art.task, seed=cfg.training.seed
+        )
+        task = art.task
+        block = bootstrap_block(int(art.ds.config.get('index', {}).get('prediction_horizon', BARS_PER_DAY // 2)))
+        frame = eval_frame(art.ds, ends)
+        t = metrics_table(frame, named, task, n_boot=n_boot, block=block, seed=cfg.training.seed)
+        tables.append(t.assign(fold=str(fold), run_id=run_id))
+        frames.append(frame)
+        preds.append(named)
+    pooled = {name: np.concatenate([p[name] for p in preds]) for name in preds[0]}
+    t = metrics_table(
+        pd.concat(frames, ignore_index=True), pooled, task, n_boot=n_boot, block=block, seed=cfg.training.seed
+    )
+    table = pd.concat([*tables, t.assign(fold='pooled', run_id='')], ignore_index=True)
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        table.to_csv(Path(out_dir) / 'metrics.csv', index=False)
+    return table
+
+
+def walk_forward_summary(table: pd.DataFrame, metric: str = 'rank_ic_time') -> pd.DataFrame:
+    "One metric per fold (rows) and predictor x side (columns) against zero, as 'value [lo, hi]'."
+    t = table[(table['metric'] == metric) & (table['reference'] == 'zero')]
+    cells = [_cell(r.value, r.lo, r.hi) for r in t.itertuples(index=False)]
+    return t.assign(cell=cells).pivot_table(index='fold', columns=['predictor', 'side'], values='cell', aggfunc='first')
 
 # %% ../nbs/08_evaluate.ipynb #073c109c
 PREDICTOR_ORDER = (

@@ -21,7 +21,16 @@ import pandas as pd
 import keras
 import tensorflow as tf
 from keras import ops
-from .config import Config, DataError, config_to_dict, from_ms, new_run_id, with_overrides
+from cryptotft.config import (
+    Config,
+    ConfigError,
+    DataError,
+    config_to_dict,
+    from_ms,
+    new_run_id,
+    validate_run_id,
+    with_overrides,
+)
 from cryptotft.dataset import (
     Dataset,
     TARGETS,
@@ -39,7 +48,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'XLA_MIN_STEPS', 'dataset_tensors', 'window_pipeline', 'Standardize', 'precision_policy', 'build_model',
-           'predict_windows', 'training_figure', 'LivePlot', 'TrainResult', 'training_strategy', 'train', 'load_run']
+           'predict_windows', 'training_figure', 'LivePlot', 'TrainResult', 'training_strategy', 'train',
+           'train_walk_forward', 'load_run']
 
 # %% ../nbs/07_train.ipynb #12caf022
 def dataset_tensors(ds: Dataset, task: str):
@@ -376,7 +386,7 @@ def train(
     )
     ds, bs, T = reindex_if_needed(ds, cfg), cfg.model.batch_size, cfg.model.sequence_length
     keras.utils.set_random_seed(cfg.training.seed)
-    run_id = run_id or new_run_id(task)
+    run_id = validate_run_id(run_id) if run_id else new_run_id(task)
     run_dir = Path(runs_dir or cfg.training.runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     train_ends, val_ends = ds.ends('train', fold), ds.ends('val', fold)
@@ -429,6 +439,22 @@ def train(
         metrics[split] = split_summary(y[part], pred[part], task, tcfg.quantiles)
     _write_record(run_dir, {**rec, 'metrics': metrics, 'status': 'finished'}, db)
     return TrainResult(run_id, run_dir, history, metrics, model)
+
+# %% ../nbs/07_train.ipynb #1769d73c
+def train_walk_forward(cfg: Config, ds: Dataset, run_id: str | None = None, **kw) -> list[TrainResult]:
+    "One model per walk-forward fold (1..N) of `ds`, as runs `<run_id>-f<k>`."
+    ds = reindex_if_needed(ds, cfg)
+    folds = [k for k in ds.folds if k > 0]
+    if not folds:
+        raise ConfigError("no walk-forward folds: set training.walk_forward_folds or training.fold_starts")
+    base = validate_run_id(run_id) if run_id else new_run_id(kw.get('task') or cfg.training.task)
+    if len(base) > 60:
+        raise ConfigError(f"run id {base!r} is too long for fold suffixes: use at most 60 characters")
+    results = []
+    for k in folds:
+        log.info('walk-forward fold %d of %d', k, len(folds))
+        results.append(train(cfg, ds, run_id=f'{base}-f{k}', fold=k, **kw))
+    return results
 
 # %% ../nbs/07_train.ipynb #a26fa636
 def load_run(run_dir) -> tuple[keras.Model, dict]:

@@ -1,5 +1,7 @@
 "Leakage and windowing properties of the dataset index (cryptotft.dataset)."
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -86,11 +88,11 @@ def test_no_training_label_horizon_reaches_validation_or_test(market):
     ds = dataset_from_frame(processed(late.reset_index(drop=True), funding), small_cfg(walk_forward_folds=2), FEATURES)
     H = ds.config['index']['prediction_horizon']
     assert ds.folds == [0, 1, 2]
-    test_first = ds.timestamps[ds.ends('test')].min()
     for k in ds.folds:
         tr, va = ds.timestamps[ds.ends('train', k)], ds.timestamps[ds.ends('val', k)]
+        te = ds.timestamps[ds.ends('test', k)]
         assert tr.max() + H * BAR < va.min()  # across all symbols: common boundary + purge
-        assert va.max() + H * BAR < test_first
+        assert va.max() + H * BAR < te.min()  # each fold's own test block
     assert ds.timestamps[ds.ends('train', 1)].max() < ds.timestamps[ds.ends('train', 2)].max()  # expanding
 
 
@@ -187,3 +189,53 @@ def test_dataset_from_db_feeds_the_indicator_model_features_and_records_splits(t
     assert record_splits(db, ds, 'run-x') == len(split_table(ds, 'run-x'))
     stored = db.read_sql("SELECT * FROM training_sequences WHERE run_id = 'run-x'")
     assert set(stored.split) == set(SPLITS) and stored.n_samples.sum() == sum(len(v) for v in ds.splits.values())
+
+
+def test_reexport_leaves_a_hard_linked_run_copy_unchanged(market, tmp_path):
+    candles, funding = market
+    first = dataset_from_frame(processed(candles, funding), small_cfg(), FEATURES)
+    snapshot = export_dataset(first, tmp_path / 'dataset.npz')
+    run_dir = tmp_path / 'runs' / 'r1'
+    run_dir.mkdir(parents=True)
+    os.link(snapshot, run_dir / 'dataset.npz')  # what train's _snapshot does with a loaded snapshot
+    other_candles, other_funding = synthetic_market(('BTCUSDT', 'ETHUSDT'), days=10, seed=9)
+    second = dataset_from_frame(processed(other_candles, other_funding), small_cfg(), FEATURES)
+    export_dataset(second, snapshot)
+    kept, new = load_dataset(run_dir / 'dataset.npz'), load_dataset(snapshot)
+    for k in ('features', 'labels', 'symbol_id', 'timestamps', 'row_ok'):
+        assert np.array_equal(getattr(kept, k), getattr(first, k), equal_nan=True), k
+        assert np.array_equal(getattr(new, k), getattr(second, k), equal_nan=True), k
+    assert all(np.array_equal(kept.splits[k], first.splits[k]) for k in first.splits)
+    assert kept.symbols == first.symbols and new.symbols == ['BTCUSDT', 'ETHUSDT']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['dataset.npz', 'runs']  # no temporary file left
+
+
+def test_dataset_from_db_reads_one_symbol_at_a_time_and_only_needed_columns(market, tmp_path):
+    from cryptotft.db import Database, connect
+
+    class RecordingDatabase(Database):
+        "A Database that notes every query it reads."
+
+        queries = []
+
+        def read_sql(self, sql, params=None):
+            self.queries.append((sql, dict(params or {})))
+            return super().read_sql(sql, params)
+
+    candles, funding = market
+    frame = processed(candles, funding).assign(unused_wide=1.0, another_indicator=2.0)
+    db = RecordingDatabase(connect(f"sqlite:///{tmp_path / 'x.db'}").engine)
+    db.init_db()
+    db.upsert('processed_market_data', frame.assign(interval='15'))
+    got = dataset_from_db(db, small_cfg(), features=FEATURES)
+    want = dataset_from_frame(frame, small_cfg(), FEATURES)
+    for k in ('features', 'labels', 'symbol_id', 'timestamps', 'row_ok'):
+        assert np.array_equal(getattr(got, k), getattr(want, k), equal_nan=True), k
+    assert got.splits.keys() == want.splits.keys() and all(
+        np.array_equal(got.splits[k], want.splits[k]) for k in want.splits
+    )
+    reads = [(q, p) for q, p in db.queries if 'FROM processed_market_data' in q]
+    assert len(reads) == 3  # one per symbol
+    for q, p in reads:
+        assert '*' not in q and 'unused_wide' not in q and 'another_indicator' not in q, q
+        assert sum(k.startswith('s') and k[1:].isdigit() for k in p) == 1, p

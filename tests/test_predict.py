@@ -13,9 +13,11 @@ def test_evaluate_run_reports_the_model_next_to_every_baseline_and_writes_files(
     cfg, db, res, _ = tiny_run
     table = evaluate_run(cfg, 'tiny', runs_dir=cfg.training.runs_dir, db=db, n_boot=50)
     test = table[table.split == 'test']
-    assert {'model', 'zero', 'train_mean', 'lightgbm', 'always_long', 'always_short'} == set(test.predictor)
-    assert set(table[table.split == 'val'].fold) == {1} and 'model' not in set(table[table.split == 'val'].predictor)
-    row = test[(test.predictor == 'model') & (test.side == 'buy') & (test.metric == 'mae')].iloc[0]
+    names = {'model', 'model_median', 'zero', 'train_mean', 'train_median', 'lightgbm', 'always_long', 'always_short'}
+    assert names == set(test.predictor) and set(table.split) == {'test'}
+    versus = table[(table.predictor == 'model') & (table.reference != 'zero')]
+    assert {'lightgbm', 'train_median', 'model_median'} <= set(versus.reference)  # the model against every baseline
+    row = test[(test.predictor == 'model') & (test.side == 'buy') & (test.metric == 'mae')].iloc[0]  # vs zero first
     assert row.lo <= row.value <= row.hi
     for f in ('metrics.csv', 'metrics.json', 'metrics.png'):
         assert (res.run_dir / f).exists()
