@@ -10,19 +10,24 @@ Docs: https://cryptotft.github.io/cryptotft/dataset.html.md"""
 from __future__ import annotations
 import dataclasses
 import json
+import logging
+import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .config import Config, ConfigError, DataError, config_to_dict, from_ms, interval_ms, to_ms
+from .config import Config, ConfigError, DataError, config_to_dict, interval_ms, to_ms
+
+log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['TARGETS', 'LABELS', 'TIME_FEATURES', 'SPLITS', 'KEY_COLUMNS', 'WARMUP_COLUMNS', 'RAW_COLUMNS', 'SNAPSHOT_VERSION',
-           'time_features', 'stored_feature_columns', 'model_columns', 'Dataset', 'dataset_arrays', 'valid_window_ends',
-           'split_boundaries', 'assign_splits', 'window_rows', 'fit_scaler', 'index_params', 'index_dataset',
-           'dataset_from_frame', 'processed_frame', 'dataset_from_db', 'get_batch', 'split_table', 'record_splits',
-           'export_dataset', 'load_dataset', 'reindex_if_needed']
+__all__ = ['log', 'TARGETS', 'LABELS', 'TIME_FEATURES', 'SPLITS', 'KEY_COLUMNS', 'WARMUP_COLUMNS', 'RAW_COLUMNS', 'OPEN_END',
+           'SNAPSHOT_VERSION', 'time_features', 'stored_feature_columns', 'model_columns', 'Dataset', 'dataset_arrays',
+           'valid_window_ends', 'split_boundaries', 'assign_splits', 'window_rows', 'fit_scaler', 'index_params',
+           'index_dataset', 'dataset_from_frame', 'processed_frame', 'dataset_from_db', 'get_batch', 'split_table',
+           'record_splits', 'export_dataset', 'load_dataset', 'reindex_if_needed']
 
 # %% ../nbs/05_dataset.ipynb #e1a5ab77
 TARGETS = {'regression': ('buy_return', 'sell_return'), 'classification': ('buy_profit', 'sell_profit')}
@@ -103,8 +108,10 @@ class Dataset:
         return sorted({int(k.split('/')[1]) for k in self.splits})
 
     def ends(self, split: str = 'train', fold: int = 0) -> np.ndarray:
-        "Window ends of `split` in `fold` (the test split is shared by all folds)."
-        key = f"{split}/{0 if split == 'test' else fold}"
+        "Window ends of `split` in `fold` (a dataset without per-fold test blocks shares test/0)."
+        key = f"{split}/{fold}"
+        if split == 'test' and key not in self.splits:
+            key = 'test/0'
         if key not in self.splits:
             raise DataError(f"dataset has no split {key!r} (has {', '.join(self.splits)})")
         return self.splits[key]
@@ -180,28 +187,54 @@ def valid_window_ends(
     return np.flatnonzero(row_ok & label_ok & (run >= sequence_length)).astype(np.int64)
 
 # %% ../nbs/05_dataset.ipynb #6e8af5bc
-def split_boundaries(end_ts: np.ndarray, val_fraction: float, test_fraction: float, folds: int = 0) -> dict:
-    "Common (val_start, val_stop) timestamps per fold and the test start, from pooled window-end times."
+OPEN_END = 2**62  # the stop of the last test block: after every timestamp
+
+
+def split_boundaries(
+    end_ts: np.ndarray,
+    val_fraction: float,
+    test_fraction: float,
+    folds: int = 0,
+    val_start: int | None = None,
+    test_start: int | None = None,
+    fold_starts=(),
+) -> dict:
+    "Common (val_start, test_start) per fold and each fold's test block, from pooled window-end times or dates."
     u = np.sort(np.asarray(end_ts, dtype=np.int64))
     if len(u) == 0:
         raise DataError('no valid windows: too little data for sequence_length, or every label is missing')
-    at = lambda f: int(u[min(int(f * len(u)), len(u) - 1)])
-    test_start = at(1 - test_fraction)
-    out = {0: (at(1 - val_fraction - test_fraction), test_start)}
-    cuts = [(1 - test_fraction) * k / (folds + 1) for k in range(1, folds + 2)]
-    for k in range(1, folds + 1):
-        out[k] = (at(cuts[k - 1]), at(cuts[k]) if k < folds else test_start)
-    return {'folds': out, 'test_start': test_start}
+
+    def at(f):
+        "The pooled window-end time at quantile `f`."
+        return int(u[min(int(f * len(u)), len(u) - 1)])
+
+    t0 = int(test_start) if test_start is not None else at(1 - test_fraction)
+    v0 = int(val_start) if val_start is not None else at(1 - val_fraction - test_fraction)
+    if not v0 < t0:
+        raise DataError('validation must start before the test period: check val_start / test_start')
+    out = {0: (v0, t0)}
+    tests = {0: (t0, OPEN_END)}
+    starts = sorted(int(s) for s in fold_starts)
+    if not starts and folds:
+        inside = u[u >= t0]
+        starts = [int(inside[int(len(inside) * k / folds)]) for k in range(folds)] if len(inside) else []
+    for k, s in enumerate(starts, start=1):
+        out[k] = (s - (t0 - v0), s)
+        tests[k] = (s, starts[k] if k < len(starts) else OPEN_END)
+    return {'folds': out, 'test_start': t0, 'tests': tests}
 
 
 def assign_splits(ends, end_ts, bounds: dict, purge_ms: int, stride: int = 1) -> dict:
-    "Window ends per 'split/fold': train before val_start, val before val_stop, each purged by `purge_ms`."
-    ends, end_ts = np.asarray(ends, np.int64), np.asarray(end_ts, np.int64)
+    "Window ends per 'split/fold': train before val_start, val before the fold's test, both purged; test blocks."
+    ends = np.asarray(ends, np.int64)
+    end_ts = np.asarray(end_ts, np.int64)
+    tests = bounds.get('tests', {0: (bounds['test_start'], OPEN_END)})
     out = {}
     for k, (v0, v1) in bounds['folds'].items():
         out[f'train/{k}'] = ends[end_ts + purge_ms < v0][:: max(1, stride)]
         out[f'val/{k}'] = ends[(end_ts >= v0) & (end_ts + purge_ms < v1)]
-    out['test/0'] = ends[end_ts >= bounds['test_start']]
+        t0, t1 = tests[k]
+        out[f'test/{k}'] = ends[(end_ts >= t0) & (end_ts < t1)]
     return out
 
 # %% ../nbs/05_dataset.ipynb #9872a720
@@ -214,7 +247,9 @@ def window_rows(ends: np.ndarray, sequence_length: int, n_rows: int) -> np.ndarr
 
 def fit_scaler(features: np.ndarray, rows: np.ndarray, clip: float = 5.0, chunk: int = 1 << 18) -> dict:
     "Per-feature mean and std of `features[rows]` (bool mask), std 1 where constant; `clip` in std units."
-    s, ss, n = np.zeros(features.shape[1]), np.zeros(features.shape[1]), 0
+    s = np.zeros(features.shape[1])
+    ss = np.zeros(features.shape[1])
+    n = 0
     for i in range(0, len(features), chunk):
         x = features[i : i + chunk][rows[i : i + chunk]].astype(np.float64)
         s += x.sum(0)
@@ -240,6 +275,9 @@ def index_params(cfg: Config) -> dict:
         val_fraction=t.val_fraction,
         test_fraction=t.test_fraction,
         walk_forward_folds=t.walk_forward_folds,
+        val_start=t.val_start,
+        test_start=t.test_start,
+        fold_starts=list(t.fold_starts),
         window_stride=t.window_stride,
         interval=cfg.data_download.interval,
     )
@@ -247,10 +285,19 @@ def index_params(cfg: Config) -> dict:
 
 def index_dataset(ds: Dataset, cfg: Config) -> Dataset:
     "A copy of `ds` with valid window ends, purged splits, the fold-0 training scaler and the config record."
-    p, bar = index_params(cfg), interval_ms(cfg.data_download.interval)
+    p = index_params(cfg)
+    bar = interval_ms(cfg.data_download.interval)
     label_ok = np.isfinite(ds.labels[:, :2]).all(1)
     ends = valid_window_ends(ds.symbol_id, ds.timestamps, ds.row_ok, label_ok, p['sequence_length'], bar)
-    bounds = split_boundaries(ds.timestamps[ends], p['val_fraction'], p['test_fraction'], p['walk_forward_folds'])
+    bounds = split_boundaries(
+        ds.timestamps[ends],
+        p['val_fraction'],
+        p['test_fraction'],
+        p['walk_forward_folds'],
+        _date_ms(p['val_start']),
+        _date_ms(p['test_start']),
+        [_date_ms(d) for d in p['fold_starts']],
+    )
     splits = assign_splits(ends, ds.timestamps[ends], bounds, p['prediction_horizon'] * bar, p['window_stride'])
     for k, v in splits.items():
         if len(v) == 0:
@@ -262,8 +309,17 @@ def index_dataset(ds: Dataset, cfg: Config) -> Dataset:
     return dataclasses.replace(ds, splits=splits, scaler=scaler, config=conf, source=None)
 
 
+def _date_ms(date: str) -> int | None:
+    "Epoch ms of a UTC date string from the config ('' = not set)."
+    return int(to_ms(pd.Timestamp(date, tz='UTC'))) if date else None
+
+
 def _json_bounds(b: dict) -> dict:
-    return {'test_start': b['test_start'], 'folds': {str(k): list(v) for k, v in b['folds'].items()}}
+    return {
+        'test_start': b['test_start'],
+        'folds': {str(k): list(v) for k, v in b['folds'].items()},
+        'tests': {str(k): list(v) for k, v in b.get('tests', {}).items()},
+    }
 
 
 def dataset_from_frame(processed: pd.DataFrame, cfg: Config, features=None) -> Dataset:
@@ -271,27 +327,80 @@ def dataset_from_frame(processed: pd.DataFrame, cfg: Config, features=None) -> D
     return index_dataset(dataset_arrays(processed, features), cfg)
 
 # %% ../nbs/05_dataset.ipynb #ef8cea13
-def processed_frame(db, cfg: Config, symbols=None, start=None, end=None, features=None) -> pd.DataFrame:
-    "Stored processed rows, joined with their candles when the model view must be derived from them."
-    df = db.read_processed(symbols, interval=cfg.data_download.interval, start=start, end=end)
-    if len(df) == 0:
-        raise DataError('no processed data stored: run `cryptotft prepare` (indicators and labels) first')
+def _columns_to_read(stored: list[str], features=None) -> list[str] | None:
+    "Stored processed columns the model view needs (None: all of them, for the stored-floats fallback)."
+    wanted = set(LABELS) | set(WARMUP_COLUMNS)
     ind = _indicators()
-    if features is None and ind is not None and not set(ind.MODEL_FEATURES) <= set(df.columns):
-        candles = pd.concat(
-            [
-                db.read_candles(s, cfg.data_download.interval, start, end).assign(symbol=s)
-                for s in df['symbol'].unique()
-            ],
-            ignore_index=True,
-        )
+    if features is not None:
+        wanted |= set(features)
+    elif ind is not None:
+        wanted |= set(ind.MODEL_FEATURES) | set(ind.FEATURES)
+    else:
+        return None
+    return [c for c in stored if c in wanted and c not in KEY_COLUMNS]
+
+
+def _symbol_frame(db, cfg: Config, symbol: str, columns, start=None, end=None, features=None) -> pd.DataFrame:
+    "One symbol's stored processed rows (`columns` only), joined with its candles when the model view needs them."
+    interval = cfg.data_download.interval
+    df = db.read_processed(symbol, interval=interval, start=start, end=end, columns=columns)
+    ind = _indicators()
+    if len(df) and features is None and ind is not None and not set(ind.MODEL_FEATURES) <= set(df.columns):
+        candles = db.read_candles(symbol, interval, start, end).assign(symbol=symbol)
         df = df.merge(candles, on=['symbol', 'timestamp'], how='left', suffixes=('', '_candle'))
     return df
 
 
+def processed_frame(db, cfg: Config, symbols=None, start=None, end=None, features=None) -> pd.DataFrame:
+    "Stored processed rows of `symbols` (default: all) as one frame, joined with candles where needed."
+    interval = cfg.data_download.interval
+    symbols = db.stored_symbols(interval, table='processed_market_data') if symbols is None else symbols
+    columns = _columns_to_read(db.columns('processed_market_data'), features)
+    frames = [_symbol_frame(db, cfg, s, columns, start, end, features) for s in sorted(set(symbols))]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        raise DataError('no processed data stored: run `cryptotft prepare` (indicators and labels) first')
+    return pd.concat(frames, ignore_index=True)
+
+
+def _concat(parts: list[Dataset]) -> Dataset:
+    "One Dataset (no index) of per-symbol ones, symbols in order."
+    names = parts[0].feature_names
+    for p in parts:
+        if p.feature_names != names:
+            raise DataError(f"{p.symbols[0]} has feature columns {p.feature_names[:3]}..., others {names[:3]}...")
+    symbols = [p.symbols[0] for p in parts]
+    sid = np.concatenate([np.full(len(p.timestamps), i, np.int32) for i, p in enumerate(parts)])
+    return Dataset(
+        features=np.concatenate([p.features for p in parts]),
+        labels=np.concatenate([p.labels for p in parts]),
+        symbol_id=sid,
+        timestamps=np.concatenate([p.timestamps for p in parts]),
+        row_ok=np.concatenate([p.row_ok for p in parts]),
+        feature_names=names,
+        symbols=symbols,
+    )
+
+
 def dataset_from_db(db, cfg: Config, symbols=None, start=None, end=None, features=None) -> Dataset:
     "Dataset of the stored processed data (all stored symbols unless `symbols`) indexed for `cfg`."
-    return dataset_from_frame(processed_frame(db, cfg, symbols, start, end, features), cfg, features)
+    t0 = time.perf_counter()
+    interval = cfg.data_download.interval
+    symbols = db.stored_symbols(interval, table='processed_market_data') if symbols is None else symbols
+    columns = _columns_to_read(db.columns('processed_market_data'), features)
+    parts = []
+    for s in sorted(set(symbols)):  # one symbol's frame at a time: only its float32 arrays stay
+        df = _symbol_frame(db, cfg, s, columns, start, end, features)
+        if len(df):
+            parts.append(dataset_arrays(df, features))
+    if not parts:
+        raise DataError('no processed data stored: run `cryptotft prepare` (indicators and labels) first')
+    ds = _concat(parts)
+    del parts
+    log.info(
+        'dataset: %d rows of %d symbols read in %.1fs', len(ds.timestamps), len(ds.symbols), time.perf_counter() - t0
+    )
+    return index_dataset(ds, cfg)
 
 # %% ../nbs/05_dataset.ipynb #15a9c48e
 def get_batch(ds: Dataset, ends: np.ndarray, task: str = 'regression'):
@@ -306,7 +415,8 @@ def split_table(ds: Dataset, run_id: str) -> pd.DataFrame:
     rows = []
     for key, e in ds.splits.items():
         split, fold = key.split('/')
-        sid, ts = ds.symbol_id[e], ds.timestamps[e]
+        sid = ds.symbol_id[e]
+        ts = ds.timestamps[e]
         for i in np.unique(sid):
             t = ts[sid == i]
             rows.append(
@@ -346,19 +456,27 @@ def export_dataset(ds: Dataset, path) -> Path:
         'scaler_clip': ds.scaler.get('clip', 5.0),
     }
     arrays = {f'split/{k}': v for k, v in ds.splits.items()}
-    with open(path, 'wb') as f:  # a file object: np.savez would append .npz to other suffixes
-        np.savez(
-            f,
-            features=ds.features,
-            labels=ds.labels,
-            symbol_id=ds.symbol_id,
-            timestamps=ds.timestamps,
-            row_ok=ds.row_ok,
-            scaler_mean=ds.scaler['mean'],
-            scaler_std=ds.scaler['std'],
-            meta=np.array(json.dumps(meta)),
-            **arrays,
-        )
+    tmp = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.tmp')  # same folder: os.replace stays atomic
+    try:
+        with open(tmp, 'wb') as f:  # a file object: np.savez would append .npz to other suffixes
+            np.savez(
+                f,
+                features=ds.features,
+                labels=ds.labels,
+                symbol_id=ds.symbol_id,
+                timestamps=ds.timestamps,
+                row_ok=ds.row_ok,
+                scaler_mean=ds.scaler['mean'],
+                scaler_std=ds.scaler['std'],
+                meta=np.array(json.dumps(meta)),
+                **arrays,
+            )
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # a new inode: hard links to the old snapshot keep the old data
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
