@@ -81,11 +81,17 @@ SELECT run_id, {_ts('created_at')} AS created, task, status, symbols,
 FROM r;"""
 
 # %% ../nbs/13_metabase.ipynb #a31450d5
+def _point(side: str, alias: str = 'p.') -> str:
+    "The side's point forecast: the expected return (mean head), else the median of a median-only run."
+    return f"COALESCE({alias}{side}_expected_return, {alias}{side}_q50)"
+
+
 def _signal() -> str:
     q = "p.buy_q50 IS NOT NULL OR p.sell_q50 IS NOT NULL"
+    buy, sell = _point('buy'), _point('sell')
     return (
-        f"CASE WHEN {q} THEN CASE WHEN GREATEST(p.buy_q50, p.sell_q50) <= 0 THEN 'flat' "
-        f"WHEN COALESCE(p.buy_q50, '-infinity') >= COALESCE(p.sell_q50, '-infinity') THEN 'long' ELSE 'short' END\n"
+        f"CASE WHEN {q} THEN CASE WHEN GREATEST({buy}, {sell}) <= 0 THEN 'flat' "
+        f"WHEN COALESCE({buy}, '-infinity') >= COALESCE({sell}, '-infinity') THEN 'long' ELSE 'short' END\n"
         f"            WHEN p.buy_prob IS NULL AND p.sell_prob IS NULL THEN NULL\n"
         f"            WHEN GREATEST(p.buy_prob, p.sell_prob) <= 0.5 THEN 'flat' "
         f"WHEN COALESCE(p.buy_prob, 0) >= COALESCE(p.sell_prob, 0) THEN 'long' ELSE 'short' END"
@@ -95,16 +101,23 @@ def _signal() -> str:
 _SIGNALS = f"""CREATE OR REPLACE VIEW v_latest_signals AS
 SELECT DISTINCT ON (p.run_id, p.symbol) p.run_id, p.symbol, {_ts('p."timestamp"')} AS signal_time,
        {_signal()} AS signal,
-       GREATEST(p.buy_q50, p.sell_q50) AS expected_return, p.buy_q10, p.buy_q50, p.buy_q90,
+       GREATEST(p.buy_expected_return, p.sell_expected_return) AS expected_return,
+       CASE WHEN COALESCE({_point('buy')}, '-infinity') >= COALESCE({_point('sell')}, '-infinity')
+            THEN p.buy_q50 ELSE p.sell_q50 END AS median_return,
+       CASE WHEN p.buy_expected_return IS NOT NULL OR p.sell_expected_return IS NOT NULL THEN 'mean'
+            WHEN p.buy_q50 IS NOT NULL OR p.sell_q50 IS NOT NULL THEN 'median only' ELSE 'probability' END
+            AS forecast,
+       p.buy_expected_return, p.sell_expected_return, p.buy_q10, p.buy_q50, p.buy_q90,
        p.sell_q10, p.sell_q50, p.sell_q90, p.buy_prob, p.sell_prob, m.task, {_ts('m.created_at')} AS run_created
 FROM model_predictions p LEFT JOIN model_metadata m ON m.run_id = p.run_id
 ORDER BY p.run_id, p.symbol, p."timestamp" DESC;"""
 
 
 def _hit(side: str) -> str:
+    point = _point(side, '')
     return (
-        f"avg(CASE WHEN {side}_q50 IS NULL OR {side}_return IS NULL THEN NULL "
-        f"WHEN ({side}_q50 > 0) = ({side}_return > 0) THEN 1.0 ELSE 0.0 END) AS {side}_sign_hit_rate,\n"
+        f"avg(CASE WHEN {point} IS NULL OR {side}_return IS NULL THEN NULL "
+        f"WHEN ({point} > 0) = ({side}_return > 0) THEN 1.0 ELSE 0.0 END) AS {side}_sign_hit_rate,\n"
         f"       avg(CASE WHEN {side}_q10 IS NULL OR {side}_q90 IS NULL OR {side}_return IS NULL THEN NULL "
         f"WHEN {side}_return BETWEEN {side}_q10 AND {side}_q90 THEN 1.0 ELSE 0.0 END) AS {side}_band_coverage"
     )
@@ -112,9 +125,11 @@ def _hit(side: str) -> str:
 
 _PRED_VS_REAL = f"""CREATE OR REPLACE VIEW v_prediction_vs_realised_monthly AS
 SELECT run_id, symbol, {_month('"timestamp"')} AS month, COUNT(*) AS predictions,
-       avg(buy_q50) AS buy_predicted_mean, avg(buy_return) AS buy_realised_mean,
-       avg(sell_q50) AS sell_predicted_mean, avg(sell_return) AS sell_realised_mean,
-       corr(buy_q50, buy_return) AS buy_corr, corr(sell_q50, sell_return) AS sell_corr,
+       avg({_point('buy', '')}) AS buy_predicted_mean, avg(buy_q50) AS buy_predicted_median,
+       avg(buy_return) AS buy_realised_mean,
+       avg({_point('sell', '')}) AS sell_predicted_mean, avg(sell_q50) AS sell_predicted_median,
+       avg(sell_return) AS sell_realised_mean,
+       corr({_point('buy', '')}, buy_return) AS buy_corr, corr({_point('sell', '')}, sell_return) AS sell_corr,
        {_hit('buy')},
        {_hit('sell')},
        avg(buy_prob) AS buy_prob_mean, avg(sell_prob) AS sell_prob_mean

@@ -50,22 +50,30 @@ FROM r;
 
 CREATE OR REPLACE VIEW v_latest_signals AS
 SELECT DISTINCT ON (p.run_id, p.symbol) p.run_id, p.symbol, to_timestamp(p."timestamp" / 1000.0) AS signal_time,
-       CASE WHEN p.buy_q50 IS NOT NULL OR p.sell_q50 IS NOT NULL THEN CASE WHEN GREATEST(p.buy_q50, p.sell_q50) <= 0 THEN 'flat' WHEN COALESCE(p.buy_q50, '-infinity') >= COALESCE(p.sell_q50, '-infinity') THEN 'long' ELSE 'short' END
+       CASE WHEN p.buy_q50 IS NOT NULL OR p.sell_q50 IS NOT NULL THEN CASE WHEN GREATEST(COALESCE(p.buy_expected_return, p.buy_q50), COALESCE(p.sell_expected_return, p.sell_q50)) <= 0 THEN 'flat' WHEN COALESCE(COALESCE(p.buy_expected_return, p.buy_q50), '-infinity') >= COALESCE(COALESCE(p.sell_expected_return, p.sell_q50), '-infinity') THEN 'long' ELSE 'short' END
             WHEN p.buy_prob IS NULL AND p.sell_prob IS NULL THEN NULL
             WHEN GREATEST(p.buy_prob, p.sell_prob) <= 0.5 THEN 'flat' WHEN COALESCE(p.buy_prob, 0) >= COALESCE(p.sell_prob, 0) THEN 'long' ELSE 'short' END AS signal,
-       GREATEST(p.buy_q50, p.sell_q50) AS expected_return, p.buy_q10, p.buy_q50, p.buy_q90,
+       GREATEST(p.buy_expected_return, p.sell_expected_return) AS expected_return,
+       CASE WHEN COALESCE(COALESCE(p.buy_expected_return, p.buy_q50), '-infinity') >= COALESCE(COALESCE(p.sell_expected_return, p.sell_q50), '-infinity')
+            THEN p.buy_q50 ELSE p.sell_q50 END AS median_return,
+       CASE WHEN p.buy_expected_return IS NOT NULL OR p.sell_expected_return IS NOT NULL THEN 'mean'
+            WHEN p.buy_q50 IS NOT NULL OR p.sell_q50 IS NOT NULL THEN 'median only' ELSE 'probability' END
+            AS forecast,
+       p.buy_expected_return, p.sell_expected_return, p.buy_q10, p.buy_q50, p.buy_q90,
        p.sell_q10, p.sell_q50, p.sell_q90, p.buy_prob, p.sell_prob, m.task, to_timestamp(m.created_at / 1000.0) AS run_created
 FROM model_predictions p LEFT JOIN model_metadata m ON m.run_id = p.run_id
 ORDER BY p.run_id, p.symbol, p."timestamp" DESC;
 
 CREATE OR REPLACE VIEW v_prediction_vs_realised_monthly AS
 SELECT run_id, symbol, date_trunc('month', to_timestamp("timestamp" / 1000.0) AT TIME ZONE 'UTC') AS month, COUNT(*) AS predictions,
-       avg(buy_q50) AS buy_predicted_mean, avg(buy_return) AS buy_realised_mean,
-       avg(sell_q50) AS sell_predicted_mean, avg(sell_return) AS sell_realised_mean,
-       corr(buy_q50, buy_return) AS buy_corr, corr(sell_q50, sell_return) AS sell_corr,
-       avg(CASE WHEN buy_q50 IS NULL OR buy_return IS NULL THEN NULL WHEN (buy_q50 > 0) = (buy_return > 0) THEN 1.0 ELSE 0.0 END) AS buy_sign_hit_rate,
+       avg(COALESCE(buy_expected_return, buy_q50)) AS buy_predicted_mean, avg(buy_q50) AS buy_predicted_median,
+       avg(buy_return) AS buy_realised_mean,
+       avg(COALESCE(sell_expected_return, sell_q50)) AS sell_predicted_mean, avg(sell_q50) AS sell_predicted_median,
+       avg(sell_return) AS sell_realised_mean,
+       corr(COALESCE(buy_expected_return, buy_q50), buy_return) AS buy_corr, corr(COALESCE(sell_expected_return, sell_q50), sell_return) AS sell_corr,
+       avg(CASE WHEN COALESCE(buy_expected_return, buy_q50) IS NULL OR buy_return IS NULL THEN NULL WHEN (COALESCE(buy_expected_return, buy_q50) > 0) = (buy_return > 0) THEN 1.0 ELSE 0.0 END) AS buy_sign_hit_rate,
        avg(CASE WHEN buy_q10 IS NULL OR buy_q90 IS NULL OR buy_return IS NULL THEN NULL WHEN buy_return BETWEEN buy_q10 AND buy_q90 THEN 1.0 ELSE 0.0 END) AS buy_band_coverage,
-       avg(CASE WHEN sell_q50 IS NULL OR sell_return IS NULL THEN NULL WHEN (sell_q50 > 0) = (sell_return > 0) THEN 1.0 ELSE 0.0 END) AS sell_sign_hit_rate,
+       avg(CASE WHEN COALESCE(sell_expected_return, sell_q50) IS NULL OR sell_return IS NULL THEN NULL WHEN (COALESCE(sell_expected_return, sell_q50) > 0) = (sell_return > 0) THEN 1.0 ELSE 0.0 END) AS sell_sign_hit_rate,
        avg(CASE WHEN sell_q10 IS NULL OR sell_q90 IS NULL OR sell_return IS NULL THEN NULL WHEN sell_return BETWEEN sell_q10 AND sell_q90 THEN 1.0 ELSE 0.0 END) AS sell_band_coverage,
        avg(buy_prob) AS buy_prob_mean, avg(sell_prob) AS sell_prob_mean
 FROM model_predictions WHERE buy_return IS NOT NULL OR sell_return IS NOT NULL

@@ -153,7 +153,18 @@ def market(pg_url):
             'buy_return': np.nan,
         }
     )
-    db.upsert('model_predictions', pd.concat([pred, cls], ignore_index=True))
+    mean_run = pd.DataFrame(  # a mean-head run: its expected returns and medians disagree, as on real labels
+        {
+            'run_id': 'r4',
+            'symbol': 'ETHUSDT',
+            'timestamp': eth.timestamp.tail(2),
+            'buy_expected_return': [0.1, 0.3],
+            'sell_expected_return': [0.2, -0.5],
+            'buy_q50': [-1.2, -1.2],
+            'sell_q50': [-1.1, -1.1],
+        }
+    )
+    db.upsert('model_predictions', pd.concat([pred, cls, mean_run], ignore_index=True))
     return db, candles, funding, processed, pred
 
 
@@ -250,7 +261,12 @@ def test_latest_signals_take_the_newest_prediction_per_run_and_symbol(market):
     create_views(db)
     sig = db.read_sql('SELECT * FROM v_latest_signals ORDER BY run_id').set_index('run_id')
     assert pd.Timestamp(sig.loc['r2', 'signal_time']) == pred.timestamp.max()
-    assert sig.loc['r2', 'signal'] == 'long' and sig.loc['r2', 'expected_return'] == pytest.approx(0.01)
+    # r2 was trained before the mean head: no expected return, its median decides and is shown as the median
+    assert sig.loc['r2', 'signal'] == 'long' and pd.isna(sig.loc['r2', 'expected_return'])
+    assert sig.loc['r2', 'median_return'] == pytest.approx(0.01) and sig.loc['r2', 'forecast'] == 'median only'
+    # r4 has a mean head: a positive expected return over a median at the stop is a long signal
+    assert sig.loc['r4', 'signal'] == 'long' and sig.loc['r4', 'expected_return'] == pytest.approx(0.3)
+    assert sig.loc['r4', 'median_return'] == pytest.approx(-1.2) and sig.loc['r4', 'forecast'] == 'mean'
     assert sig.loc['r3', 'signal'] == 'flat'  # newest probabilities 0.4 / 0.45: neither side above one half
     assert sig.loc['r2', 'task'] == 'regression'
 
