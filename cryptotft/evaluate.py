@@ -638,7 +638,7 @@ def _record_metrics(db, art: RunArtifacts, table: pd.DataFrame):
     if not len(row):
         return
     r = row.iloc[0]
-    mt = table[(table['predictor'] == 'model') & (table['split'] == 'test')]
+    mt = table[(table['predictor'] == 'model') & (table['split'] == 'test') & (table['reference'] == 'zero')]
     metrics = {**r['metrics'], 'test': {f"{s}_{m}": v for s, m, v in zip(mt['side'], mt['metric'], mt['value'])}}
     db.record_run(
         art.run_id,
