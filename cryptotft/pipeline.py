@@ -22,9 +22,9 @@ from .config import ConfigError, Config, DataError, config_to_dict, new_run_id, 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PREP_VERSION', 'DEMO_SYMBOLS', 'STAGES', 'prep_fingerprint', 'prepare_labels', 'prepare', 'data_fingerprint',
-           'demo_config', 'write_demo_market', 'PipelineResult', 'run_pipeline', 'report_notebook', 'run_report',
-           'runs_table', 'write_runs_index']
+__all__ = ['log', 'PREP_VERSION', 'DEMO_SYMBOLS', 'STAGES', 'README_HEADER', 'prep_fingerprint', 'prepare_labels', 'prepare',
+           'data_fingerprint', 'demo_config', 'write_demo_market', 'PipelineResult', 'run_pipeline', 'report_notebook',
+           'run_report', 'runs_table', 'write_runs_index', 'readme_from_index', 'write_readme']
 
 # %% ../nbs/11_pipeline.ipynb #90a297d9
 PREP_VERSION = 1  # bump when the rules of this chapter change what a processed row holds
@@ -433,3 +433,23 @@ def _markdown_table(df: pd.DataFrame) -> str:
     ]
     lines = ['| ' + ' | '.join(r) + ' |' for r in cells]
     return '\n'.join([lines[0], '|' + '---|' * len(df.columns), *lines[1:]])
+
+# %% ../nbs/11_pipeline.ipynb #7c86d8e8
+README_HEADER = '<!-- GENERATED from nbs/index.ipynb by cryptotft.pipeline.write_readme: edit the notebook -->'
+
+
+def readme_from_index(index_path='nbs/index.ipynb') -> str:
+    "README.md text: the markdown cells of the index notebook, in order."
+    cells = json.loads(Path(index_path).read_text())['cells']
+    parts = [''.join(c['source']).strip() for c in cells if c['cell_type'] == 'markdown']
+    return README_HEADER + '\n\n' + '\n\n'.join(p for p in parts if p) + '\n'
+
+
+def write_readme(index_path='nbs/index.ipynb', readme_path='README.md') -> bool:
+    "Write README.md from the index notebook; True when it changed."
+    text = readme_from_index(index_path)
+    path = Path(readme_path)
+    if path.exists() and path.read_text() == text:
+        return False
+    path.write_text(text)
+    return True
