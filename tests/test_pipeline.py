@@ -115,7 +115,9 @@ def test_report_command_executes_the_notebook_with_papermill(demo):
     report = run / 'train_report.ipynb'
     assert notebook_errors(report) == []
     html = ' '.join(''.join(o['data']['text/html']) for o in outputs_of(report, 'text/html'))
-    assert 'beats_reference' in html and 'always_long' in html and 'lightgbm' in html  # metrics table next to baselines
+    assert 'model_median' in html and 'always_long' in html and 'train_median' in html  # the mean next to baselines
+    text = json.dumps(json.loads(report.read_text())['cells'][-3:])
+    assert 'No edge found' in text or 'The model beats' in text  # the generated verdict
     assert 'SYNTHETIC' in json.dumps(json.loads(report.read_text())['cells'][:8])
     assert len(outputs_of(report, 'image/png')) >= 5
 
