@@ -566,12 +566,13 @@ def _metabase_parser(s):
 # %% ../nbs/10_cli.ipynb #30a60d9f
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `cryptotft` console script and of `python -m cryptotft`."
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's start-up chatter is not for CLI users
     p = build_parser()
     try:
         args = p.parse_args(argv)
     except SystemExit as e:  # usage errors, --help, --version
         return e.code if isinstance(e.code, int) else 0
+    if args.verbose < 2:  # TensorFlow's start-up chatter is not for CLI users; -vv brings it back
+        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     secrets = known_secrets(args.db)
     try:
         setup_logging(args.verbose, args.log_file, secrets)
