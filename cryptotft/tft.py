@@ -317,8 +317,26 @@ def plain_gated_norm_sum(x, embed, z, glu_b, w, gamma, eps=1e-3):
     return ops.sum(w * gamma * (h - mean) * ops.rsqrt(var + eps), axis=0)
 
 
+class _VariableLayer(keras.layers.Layer):
+    "What both VSN layers are made of: V variables, d units, a dropout rate and the gradient path."
+
+    def __init__(self, n_vars, units, dropout=0.0, fast=True, **kwargs):
+        super().__init__(**kwargs)
+        self.n_vars, self.units, self.dropout = n_vars, units, dropout
+        self.fast = bool(fast)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            'n_vars': self.n_vars,
+            'units': self.units,
+            'dropout': self.dropout,
+            'fast': self.fast,
+        }
+
+
 @register
-class VariableGRNs(keras.layers.Layer):
+class VariableGRNs(_VariableLayer):
     """The per-variable GRNs of a variable selection network (eq. 7-8): all V at once, then their weighted sum.
 
     `fast=True` (the CPU default) runs the hand-written gradients above: they turn XLA's slow CPU reductions
@@ -327,9 +345,7 @@ class VariableGRNs(keras.layers.Layer):
     reader can check line by line, and what a GPU runs (its reductions are fast); a test holds them equal."""
 
     def __init__(self, n_vars, units, dropout=0.0, fast=True, **kwargs):
-        super().__init__(**kwargs)
-        self.n_vars, self.units, self.dropout = n_vars, units, dropout
-        self.fast = bool(fast)
+        super().__init__(n_vars, units, dropout, fast, **kwargs)
         self.drop = HashDropout(dropout, shared_axes=(0,))  # one mask for all V variables (see above)
 
     def build(self, x_shape, weights_shape=None):
@@ -370,24 +386,13 @@ class VariableGRNs(keras.layers.Layer):
         out = plain_gated_norm_sum(x, self.embed, z, self.glu_b, w, self.gamma)
         return out + ops.matmul(ops.transpose(w[..., 0]), self.beta)
 
-    def get_config(self):
-        return {
-            **super().get_config(),
-            'n_vars': self.n_vars,
-            'units': self.units,
-            'dropout': self.dropout,
-            'fast': self.fast,
-        }
-
 
 @register
-class VariableSelection(keras.layers.Layer):
+class VariableSelection(_VariableLayer):
     "Temporal variable selection network (eq. 6-8): softmax weights over inputs per step, weighted GRN outputs."
 
     def __init__(self, n_vars, units, dropout=0.0, fast=True, **kwargs):
-        super().__init__(**kwargs)
-        self.n_vars, self.units, self.dropout = n_vars, units, dropout
-        self.fast = bool(fast)
+        super().__init__(n_vars, units, dropout, fast, **kwargs)
         # the selection GRN reads the flattened embeddings; with the embedding folded in, its first layer
         # and its skip projection are dense layers on the raw inputs
         self.selection = GatedResidualNetwork(units, dropout, output_units=n_vars, use_context=True)
@@ -396,15 +401,6 @@ class VariableSelection(keras.layers.Layer):
     def call(self, x, context, training=None):
         weights = ops.softmax(self.selection(x, context, training=training), axis=-1)  # (B, T, V)
         return self.variable_grns(x, weights, training=training), weights  # (B, T, d), (B, T, V)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            'n_vars': self.n_vars,
-            'units': self.units,
-            'dropout': self.dropout,
-            'fast': self.fast,
-        }
 
 # %% ../nbs/06_tft.ipynb #abb6910a
 @register
