@@ -11,30 +11,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from .config import Config, DataError, from_ms, interval_ms, to_ms
+from .db import metadata
 from .evaluate import forecast, load_run_artifacts, run_predictions
 from .train import predict_windows
 
 # %% auto #0
-__all__ = ['PREDICTION_COLUMNS', 'prediction_rows', 'signal_table', 'predict_run', 'latest_windows', 'predict_latest']
+__all__ = ['prediction_table', 'PREDICTION_COLUMNS', 'prediction_rows', 'signal_table', 'predict_run', 'latest_windows',
+           'predict_latest']
 
 # %% ../nbs/09_predict.ipynb #28567c70
-PREDICTION_COLUMNS = [
-    'run_id',
-    'symbol',
-    'timestamp',
-    'buy_expected_return',
-    'sell_expected_return',
-    'buy_q10',
-    'buy_q50',
-    'buy_q90',
-    'sell_q10',
-    'sell_q50',
-    'sell_q90',
-    'buy_prob',
-    'sell_prob',
-    'buy_return',
-    'sell_return',
-]
+prediction_table = metadata.tables['model_predictions']
+PREDICTION_COLUMNS = [c.name for c in prediction_table.columns]  # the schema of `01_db` is the one source
 
 
 def prediction_rows(run_id: str, symbols, timestamps, pred, quantiles=(0.1, 0.5, 0.9), labels=None) -> pd.DataFrame:
