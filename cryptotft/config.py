@@ -8,6 +8,7 @@ Docs: https://cryptotft.github.io/cryptotft/config.html.md"""
 # %% ../nbs/00_config.ipynb #480ae33f
 from __future__ import annotations
 import dataclasses
+import math
 import os
 import re
 import secrets
@@ -20,10 +21,11 @@ import pandas as pd
 import yaml
 
 # %% auto #0
-__all__ = ['INTERVAL_MINUTES', 'RUN_ID_PATTERN', 'CryptoTFTError', 'ConfigError', 'DataError', 'ExchangeError',
+__all__ = ['INTERVAL_MINUTES', 'RUN_ID_PATTERN', 'SYMBOL_PATTERN', 'CryptoTFTError', 'ConfigError', 'DataError', 'ExchangeError',
            'TemporaryExchangeError', 'RateLimited', 'interval_ms', 'to_ms', 'from_ms', 'new_run_id', 'validate_run_id',
-           'DatabaseConfig', 'BybitConfig', 'DownloadConfig', 'RiskProfile', 'ModelConfig', 'TrainingConfig', 'Config',
-           'config_from_dict', 'apply_env', 'load_config', 'with_overrides', 'config_to_dict']
+           'check_symbol', 'DatabaseConfig', 'BybitConfig', 'DownloadConfig', 'RiskProfile', 'ModelConfig',
+           'TrainingConfig', 'Config', 'config_from_dict', 'apply_env', 'load_config', 'with_overrides',
+           'config_to_dict']
 
 # %% ../nbs/00_config.ipynb #7f782c52
 class CryptoTFTError(Exception):
@@ -71,17 +73,23 @@ def interval_ms(interval: str) -> int:
         raise ConfigError(f"interval {interval!r} is not one of {', '.join(INTERVAL_MINUTES)} (Bybit minutes or D)")
     return INTERVAL_MINUTES[str(interval)] * 60_000
 
-
+# %% ../nbs/00_config.ipynb #1c0264cb
 def to_ms(ts) -> np.ndarray:
     "UTC timestamps (Series, Index, array, scalar; integers are taken as ms) -> int64 epoch milliseconds."
     if isinstance(ts, (int, np.integer)):
         return np.int64(ts)
-    if np.ndim(ts) and pd.api.types.is_integer_dtype(np.asarray(ts).dtype):
+    if np.ndim(ts) == 0:
+        return np.int64(pd.Timestamp(pd.to_datetime(ts, utc=True)).value // 1_000_000)
+    dtype = getattr(ts, 'dtype', None)
+    if dtype is None:  # a list or tuple
+        ts = np.asarray(ts)
+        dtype = ts.dtype
+    if pd.api.types.is_integer_dtype(dtype):
         return np.asarray(ts, dtype=np.int64)  # integers already are epoch ms
-    t = pd.to_datetime(ts, utc=True)
-    if isinstance(t, pd.Timestamp):
-        return np.int64(t.value // 1_000_000)
-    return np.asarray(pd.DatetimeIndex(t).as_unit('ms').asi8, dtype=np.int64)
+    if not pd.api.types.is_datetime64_any_dtype(dtype):
+        ts = pd.to_datetime(ts, utc=True)  # text or objects: the only slow path
+    # datetime64 of any unit, naive (taken as UTC) or tz-aware: int64 views, no Python objects
+    return np.asarray(pd.DatetimeIndex(ts).as_unit('ms').asi8, dtype=np.int64)
 
 
 def from_ms(ms) -> pd.Series | pd.Timestamp:
@@ -108,6 +116,18 @@ def validate_run_id(run_id: str) -> str:
             "starting with a letter or digit"
         )
     return run_id
+
+# %% ../nbs/00_config.ipynb #26c2b14a
+SYMBOL_PATTERN = re.compile(r'[A-Z0-9]{2,30}')
+
+
+def check_symbol(symbol: str, key: str = 'symbol') -> str:
+    "`symbol` when it matches `SYMBOL_PATTERN`, else a ConfigError naming `key`."
+    if not isinstance(symbol, str) or SYMBOL_PATTERN.fullmatch(symbol) is None:
+        raise ConfigError(
+            f"{key} {str(symbol)[:40]!r} is not a symbol: use 2-30 upper-case letters and digits, e.g. BTCUSDT"
+        )
+    return symbol
 
 # %% ../nbs/00_config.ipynb #9b6f167b
 @dataclass(frozen=True)
@@ -184,6 +204,10 @@ class ModelConfig:
     epochs: int = 30
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
+    mean_loss_weight: float = 1.0  # the expected-return head's Huber loss in the one regression loss
+    quantile_loss_weight: float = 1.0  # the quantiles' pinball loss
+    variable_selection: str = 'auto'  # 'fast' (hand-written gradients, CPU) | 'plain' (autodiff) | 'auto'
+    huber_delta: float = 10.0  # percent; beyond any label's error, so the mean head is fit like MSE
 
 
 @dataclass(frozen=True)
@@ -199,6 +223,13 @@ class TrainingConfig:
     plot_every: int = 5
     seed: int = 42
     runs_dir: str = 'runs'
+    val_start: str = ''  # a UTC date such as 2025-01-01: validation starts there ('' = use val_fraction)
+    test_start: str = ''  # a UTC date: the test period starts there ('' = use test_fraction)
+    fold_starts: tuple = ()  # walk-forward test starts as UTC dates (each fold trains on all before it)
+    threshold_rule: str = 'best_total_return'  # how the trade threshold is chosen on validation (or 'fixed')
+    threshold_min_trades: int = 30  # a validation threshold must give at least this many trades
+    max_positions: int = 5  # portfolio backtest: open positions across all symbols at once
+    data_parallel: bool = False  # train on all GPUs of the machine at once (tf.distribute.MirroredStrategy)
 
 
 @dataclass(frozen=True)
@@ -249,22 +280,36 @@ def _section(cls, data, prefix):
     return cls(**{k: _coerce(v, known[k].type, f"{prefix}.{k}") for k, v in data.items()})
 
 # %% ../nbs/00_config.ipynb #3a462bd1
+def _numbers(values) -> bool:
+    "Whether every entry of `values` is a finite real number (a bool or a string is not)."
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
 def _check_rules(cfg: Config) -> Config:
-    "Checks that types cannot express."
-    rp, m, t = cfg.risk_profile, cfg.model, cfg.training
+    "Checks that types cannot express: ranges, list contents and relations between keys."
+    by, dl, rp, m, t = cfg.bybit, cfg.data_download, cfg.risk_profile, cfg.model, cfg.training
 
     def need(ok, key, msg):
         if not ok:
             raise ConfigError(f"config key '{key}' {msg}")
 
     need(cfg.database.backend in ('sqlite', 'postgresql'), 'database.backend', "must be 'sqlite' or 'postgresql'")
-    need(cfg.bybit.category == 'linear', 'bybit.category', "must be 'linear' (USDT perpetuals; spot is not supported)")
-    interval_ms(cfg.data_download.interval)
+    need(by.category == 'linear', 'bybit.category', "must be 'linear' (USDT perpetuals; spot is not supported)")
+    need(by.requests_per_second > 0, 'bybit.requests_per_second', f'must be > 0, got {by.requests_per_second:g}')
+    need(by.max_retries >= 0, 'bybit.max_retries', f'must be >= 0, got {by.max_retries}')
+    need(by.max_concurrency >= 1, 'bybit.max_concurrency', f'must be >= 1, got {by.max_concurrency}')
+    need(by.timeout_s > 0, 'bybit.timeout_s', f'must be > 0, got {by.timeout_s:g}')
+    interval_ms(dl.interval)
+    need(dl.days >= 1, 'data_download.days', f'must be >= 1, got {dl.days}')
+    bad = [s for s in dl.symbols if not (isinstance(s, str) and SYMBOL_PATTERN.fullmatch(s) and s.endswith('USDT'))]
     need(
-        all(isinstance(s, str) and s.isupper() and s.endswith('USDT') for s in cfg.data_download.symbols),
+        not bad,
         'data_download.symbols',
-        'must list upper-case USDT perpetual symbols such as BTCUSDT',
+        f'must list USDT perpetual symbols of 2-30 upper-case letters and digits such as BTCUSDT, not {bad[:3]}',
     )
+    for key in ('take_profit_pct', 'take_profit_fractions', 'stop_ladder_pct'):
+        need(_numbers(getattr(rp, key)), f'risk_profile.{key}', f'must be a list of numbers, got {getattr(rp, key)}')
+    need(len(rp.take_profit_pct) >= 1, 'risk_profile.take_profit_pct', 'must list at least one level')
     need(
         abs(sum(rp.take_profit_fractions) - 1) < 1e-9,
         'risk_profile.take_profit_fractions',
@@ -286,19 +331,75 @@ def _check_rules(cfg: Config) -> Config:
         'must have one stop per take-profit level except the last',
     )
     need(rp.stop_loss_pct > 0, 'risk_profile.stop_loss_pct', 'must be > 0')
-    need(t.task in ('regression', 'classification'), 'training.task', "must be 'regression' or 'classification'")
-    need(
-        0 < t.val_fraction < 1 and 0 < t.test_fraction < 1 and t.val_fraction + t.test_fraction < 1,
-        'training.val_fraction',
-        'and test_fraction must be in (0, 1) and sum to < 1',
-    )
+    need(rp.leverage > 0, 'risk_profile.leverage', f'must be > 0, got {rp.leverage:g}')
+    for key in ('entry_fee_pct', 'take_profit_fee_pct', 'exit_fee_pct'):
+        need(getattr(rp, key) >= 0, f'risk_profile.{key}', f'must be >= 0, got {getattr(rp, key):g}')
+    need(m.d_model >= 1, 'model.d_model', f'must be >= 1, got {m.d_model}')
+    need(m.num_heads >= 1, 'model.num_heads', f'must be >= 1, got {m.num_heads}')
     need(m.d_model % m.num_heads == 0, 'model.num_heads', f'must divide model.d_model ({m.d_model})')
     need(
         m.sequence_length > 0 and m.prediction_horizon > 0,
         'model.sequence_length',
         'and prediction_horizon must be > 0',
     )
+    need(
+        len(m.quantiles) >= 1 and _numbers(m.quantiles) and all(0 < q < 1 for q in m.quantiles),
+        'model.quantiles',
+        f'must be a list of numbers in (0, 1), got {m.quantiles}',
+    )
+    need(m.batch_size >= 1, 'model.batch_size', f'must be >= 1, got {m.batch_size}')
+    need(m.epochs >= 1, 'model.epochs', f'must be >= 1, got {m.epochs}')
+    need(m.lstm_layers >= 1, 'model.lstm_layers', f'must be >= 1, got {m.lstm_layers}')
+    need(0 <= m.dropout < 1, 'model.dropout', f'must be in [0, 1), got {m.dropout:g}')
+    need(m.learning_rate > 0, 'model.learning_rate', f'must be > 0, got {m.learning_rate:g}')
+    need(m.weight_decay >= 0, 'model.weight_decay', f'must be >= 0, got {m.weight_decay:g}')
+    need(t.task in ('regression', 'classification'), 'training.task', "must be 'regression' or 'classification'")
+    need(
+        0 < t.val_fraction < 1 and 0 < t.test_fraction < 1 and t.val_fraction + t.test_fraction < 1,
+        'training.val_fraction',
+        'and test_fraction must be in (0, 1) and sum to < 1',
+    )
+    need(t.walk_forward_folds >= 0, 'training.walk_forward_folds', f'must be >= 0, got {t.walk_forward_folds}')
+    need(t.window_stride >= 1, 'training.window_stride', f'must be >= 1, got {t.window_stride}')
+    need(
+        t.early_stopping_patience >= 0,
+        'training.early_stopping_patience',
+        f'must be >= 0, got {t.early_stopping_patience}',
+    )
+    need(
+        t.threshold_rule in ('best_total_return', 'best_sharpe', 'fixed'),
+        'training.threshold_rule',
+        "must be 'best_total_return', 'best_sharpe' or 'fixed'",
+    )
+    need(t.threshold_min_trades >= 0, 'training.threshold_min_trades', 'must be >= 0')
+    need(t.max_positions >= 1, 'training.max_positions', 'must be >= 1')
+    for key in ('val_start', 'test_start'):
+        need(not getattr(t, key) or _is_date(getattr(t, key)), f'training.{key}', 'must be a date such as 2025-01-01')
+    need(all(_is_date(d) for d in t.fold_starts), 'training.fold_starts', 'must list dates such as 2025-01-01')
+    need(
+        not (t.val_start and t.test_start) or t.val_start < t.test_start,
+        'training.val_start',
+        'must come before training.test_start',
+    )
+    need(m.huber_delta > 0, 'model.huber_delta', 'must be > 0')
+    need(
+        m.variable_selection in ('auto', 'fast', 'plain'),
+        'model.variable_selection',
+        "must be 'auto', 'fast' or 'plain'",
+    )
+    need(m.mean_loss_weight >= 0 and m.quantile_loss_weight >= 0, 'model.mean_loss_weight', 'and its peer must be >= 0')
     return cfg
+
+
+def _is_date(value) -> bool:
+    "Whether `value` is a string pandas reads as a date."
+    if not isinstance(value, str):
+        return False
+    try:
+        pd.Timestamp(value)
+    except ValueError:
+        return False
+    return True
 
 # %% ../nbs/00_config.ipynb #025d2c05
 _SECTIONS = {

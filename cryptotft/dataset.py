@@ -363,23 +363,23 @@ def processed_frame(db, cfg: Config, symbols=None, start=None, end=None, feature
     return pd.concat(frames, ignore_index=True)
 
 
-def _concat(parts: list[Dataset]) -> Dataset:
-    "One Dataset (no index) of per-symbol ones, symbols in order."
-    names = parts[0].feature_names
-    for p in parts:
-        if p.feature_names != names:
-            raise DataError(f"{p.symbols[0]} has feature columns {p.feature_names[:3]}..., others {names[:3]}...")
-    symbols = [p.symbols[0] for p in parts]
-    sid = np.concatenate([np.full(len(p.timestamps), i, np.int32) for i, p in enumerate(parts)])
-    return Dataset(
-        features=np.concatenate([p.features for p in parts]),
-        labels=np.concatenate([p.labels for p in parts]),
-        symbol_id=sid,
-        timestamps=np.concatenate([p.timestamps for p in parts]),
-        row_ok=np.concatenate([p.row_ok for p in parts]),
-        feature_names=names,
-        symbols=symbols,
-    )
+_ROW_ARRAYS = ('features', 'labels', 'timestamps', 'row_ok')
+
+
+def _empty_like(part: Dataset, n_rows: int, symbols: list) -> Dataset:
+    "An unfilled Dataset of `n_rows` rows shaped like `part` (np.empty: pages are only mapped as rows are written)."
+    arrays = {k: np.empty((n_rows, *getattr(part, k).shape[1:]), getattr(part, k).dtype) for k in _ROW_ARRAYS}
+    return Dataset(**arrays, symbol_id=np.empty(n_rows, np.int32), feature_names=part.feature_names, symbols=symbols)
+
+
+def _put(ds: Dataset, part: Dataset, at: int, symbol_id: int):
+    "Copy one symbol's arrays into rows `at ...` of `ds`."
+    if part.feature_names != ds.feature_names:
+        raise DataError(f"{part.symbols[0]} has features {part.feature_names[:3]}..., others {ds.feature_names[:3]}...")
+    rows = slice(at, at + len(part.timestamps))
+    for k in _ROW_ARRAYS:
+        getattr(ds, k)[rows] = getattr(part, k)
+    ds.symbol_id[rows] = symbol_id
 
 
 def dataset_from_db(db, cfg: Config, symbols=None, start=None, end=None, features=None) -> Dataset:
@@ -387,19 +387,22 @@ def dataset_from_db(db, cfg: Config, symbols=None, start=None, end=None, feature
     t0 = time.perf_counter()
     interval = cfg.data_download.interval
     symbols = db.stored_symbols(interval, table='processed_market_data') if symbols is None else symbols
-    columns = _columns_to_read(db.columns('processed_market_data'), features)
-    parts = []
-    for s in sorted(set(symbols)):  # one symbol's frame at a time: only its float32 arrays stay
-        df = _symbol_frame(db, cfg, s, columns, start, end, features)
-        if len(df):
-            parts.append(dataset_arrays(df, features))
-    if not parts:
+    counts = db.rows_per_symbol('processed_market_data', sorted(set(symbols)), interval, start, end)
+    symbols = [s for s in sorted(set(symbols)) if counts.get(s)]
+    if not symbols:
         raise DataError('no processed data stored: run `cryptotft prepare` (indicators and labels) first')
-    ds = _concat(parts)
-    del parts
-    log.info(
-        'dataset: %d rows of %d symbols read in %.1fs', len(ds.timestamps), len(ds.symbols), time.perf_counter() - t0
-    )
+    columns = _columns_to_read(db.columns('processed_market_data'), features)
+    ds = None
+    at = 0
+    for i, s in enumerate(symbols):  # one symbol's frame at a time, written straight into the result's rows
+        part = dataset_arrays(_symbol_frame(db, cfg, s, columns, start, end, features), features)
+        if len(part.timestamps) != counts[s]:
+            raise DataError(f"the processed rows of {s} changed while they were read (a `prepare` running?): try again")
+        if ds is None:
+            ds = _empty_like(part, sum(counts.values()), symbols)
+        _put(ds, part, at, i)
+        at += counts[s]
+    log.info('dataset: %d rows of %d symbols read in %.1fs', at, len(symbols), time.perf_counter() - t0)
     return index_dataset(ds, cfg)
 
 # %% ../nbs/05_dataset.ipynb #15a9c48e

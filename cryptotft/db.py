@@ -9,18 +9,23 @@ Docs: https://cryptotft.github.io/cryptotft/db.html.md"""
 from __future__ import annotations
 import io
 import json
+import logging
+import random
+import secrets
 import time
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from .config import DataError, ConfigError, to_ms, from_ms
+from sqlalchemy.schema import CreateTable
+from .config import SYMBOL_PATTERN, DataError, ConfigError, to_ms, from_ms
+
+log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'metadata', 'PRIMARY_KEYS', 'TIME_COLUMNS', 'normalize_url', 'connect', 'Database', 'upsert',
-           'read_sql', 'read_candles', 'read_funding', 'read_processed', 'last_timestamp', 'stored_symbols',
-           'count_rows', 'record_run', 'read_runs']
+__all__ = ['log', 'SCHEMA_VERSION', 'metadata', 'PRIMARY_KEYS', 'TIME_COLUMNS', 'READ_CHUNK_ROWS', 'normalize_url', 'connect',
+           'Database']
 
 # %% ../nbs/01_db.ipynb #4669b87e
 SCHEMA_VERSION = 1
@@ -101,6 +106,8 @@ sa.Table(
             'sell_q90',
             'buy_prob',
             'sell_prob',
+            'buy_expected_return',
+            'sell_expected_return',
             'buy_return',
             'sell_return',
         )
@@ -149,53 +156,24 @@ def connect(url: str) -> 'Database':
         raise DataError(f"cannot reach database {safe}: {str(e).strip().splitlines()[0]}") from None
     return Database(engine)
 
-# %% ../nbs/01_db.ipynb #b6905481
-class Database:
-    "Schema, idempotent bulk upserts and reads over one SQLAlchemy engine."
-
-    def __init__(self, engine: sa.Engine):
-        self.engine = engine
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
-    def __repr__(self):
-        return f"Database({self.engine.url.render_as_string(hide_password=True)})"
-
-    def init_db(self) -> bool:
-        "Create every table (a no-op when they exist); returns True when something was created."
-        before = set(sa.inspect(self.engine).get_table_names())
-        metadata.create_all(self.engine, checkfirst=True)
-        with self.engine.begin() as c:
-            row = c.execute(sa.text("SELECT value FROM schema_info WHERE key='schema_version'")).first()
-            if row is None:
-                c.execute(
-                    sa.text("INSERT INTO schema_info (key, value) VALUES ('schema_version', :v)"),
-                    {'v': str(SCHEMA_VERSION)},
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise DataError(
-                    f"database schema version {row[0]} is newer than this cryptotft ({SCHEMA_VERSION}): upgrade cryptotft"
-                )
-        return not set(metadata.tables) <= before
-
-    def schema_version(self) -> int | None:
-        "Stored schema version (None before `init_db`)."
-        try:
-            with self.engine.connect() as c:
-                v = c.execute(sa.text("SELECT value FROM schema_info WHERE key='schema_version'")).scalar()
-        except sa.exc.SQLAlchemyError:
-            return None
-        return None if v is None else int(v)
-
-    def columns(self, table: str) -> list[str]:
-        "Column names of `table` as stored now."
-        return [c['name'] for c in sa.inspect(self.engine).get_columns(table)]
-
 # %% ../nbs/01_db.ipynb #80c3fb55
+_CATALOGUE_TABLES = {'symbols', 'schema_info', 'model_metadata'}  # no market-data symbol column to check
+
+
+def _check_symbols(table: str, df: pd.DataFrame):
+    "DataError unless every symbol of market rows for `table` matches SYMBOL_PATTERN."
+    if table in _CATALOGUE_TABLES or 'symbol' not in df.columns:
+        return
+    bad = [s for s in pd.unique(df['symbol']) if not isinstance(s, str) or SYMBOL_PATTERN.fullmatch(s) is None]
+    if bad:
+        raise DataError(
+            f"rows for {table} have symbol(s) {[str(s)[:40] for s in bad[:3]]}: "
+            "use 2-30 upper-case letters and digits, e.g. BTCUSDT"
+        )
+
+
 def _prepare_rows(table: str, df: pd.DataFrame) -> pd.DataFrame:
-    "Key check, timestamps -> epoch ms, rows sorted by key and deduplicated (last wins)."
+    "Key and symbol checks, timestamps -> epoch ms, rows sorted by key and deduplicated (last wins)."
     key = PRIMARY_KEYS[table]
     missing = [k for k in key if k not in df.columns]
     if missing:
@@ -206,6 +184,7 @@ def _prepare_rows(table: str, df: pd.DataFrame) -> pd.DataFrame:
             out[c] = to_ms(out[c])
     if out[key].isna().any().any():
         raise DataError(f"rows for {table} have empty key values")
+    _check_symbols(table, out)
     return out.drop_duplicates(key, keep='last').sort_values(key, kind='stable')
 
 
@@ -215,15 +194,19 @@ def _records(df: pd.DataFrame) -> list[tuple]:
     return list(zip(*cols))
 
 # %% ../nbs/01_db.ipynb #634a46c9
+def _quote(name: str) -> str:
+    "A column or table name as a quoted SQL identifier."
+    return f'"{name}"'
+
+
 def _upsert_sql(table: str, target: str, cols: list[str], source: str | None = None) -> str:
     "INSERT ... ON CONFLICT DO UPDATE, from VALUES placeholders or from a source table."
     key = PRIMARY_KEYS[table]
-    q = lambda c: f'"{c}"'
-    col_sql = ', '.join(map(q, cols))
+    col_sql = ', '.join(map(_quote, cols))
     upd = [c for c in cols if c not in key]
-    action = f"DO UPDATE SET {', '.join(f'{q(c)} = excluded.{q(c)}' for c in upd)}" if upd else 'DO NOTHING'
+    action = f"DO UPDATE SET {', '.join(f'{_quote(c)} = excluded.{_quote(c)}' for c in upd)}" if upd else 'DO NOTHING'
     src = f"SELECT {col_sql} FROM {source}" if source else f"VALUES ({', '.join('?' * len(cols))})"
-    return f"INSERT INTO {q(target)} ({col_sql}) {src} ON CONFLICT ({', '.join(map(q, key))}) {action}"
+    return f"INSERT INTO {_quote(target)} ({col_sql}) {src} ON CONFLICT ({', '.join(map(_quote, key))}) {action}"
 
 # %% ../nbs/01_db.ipynb #7e42267b
 _PGCOPY_HEADER = b'PGCOPY\n\xff\r\n\x00' + b'\x00' * 8
@@ -231,7 +214,11 @@ _PGCOPY_HEADER = b'PGCOPY\n\xff\r\n\x00' + b'\x00' * 8
 
 def _binary_stage(df: pd.DataFrame):
     "Rows -> (binary COPY payload, staging column types, SELECT expressions, query params)."
-    n, dtype, values, types, exprs, params = len(df), [('nf', '>i2')], {}, [], [], {}
+    dtype = [('nf', '>i2')]  # PostgreSQL's binary tuple: field count, then (length, value) per field
+    values = {}
+    types = []
+    exprs = []
+    params = {}
     for i, c in enumerate(df.columns):
         s = df[c]
         if pd.api.types.is_integer_dtype(s) and not s.isna().any():
@@ -246,10 +233,11 @@ def _binary_stage(df: pd.DataFrame):
         values[i] = (np.dtype(vt).itemsize, v)
         types.append(f'c{i} {pt}')
         exprs.append(e)
-    rec = np.empty(n, dtype=dtype)
+    rec = np.empty(len(df), dtype=dtype)
     rec['nf'] = len(df.columns)
     for i, (size, v) in values.items():
-        rec[f'l{i}'], rec[f'v{i}'] = size, v
+        rec[f'l{i}'] = size
+        rec[f'v{i}'] = v
     return _PGCOPY_HEADER + rec.tobytes() + b'\xff\xff', types, exprs, params
 
 
@@ -263,9 +251,7 @@ def _copy_upsert(conn, table: str, df: pd.DataFrame):
         cur.execute(f"CREATE TEMP TABLE _stage ({', '.join(types)}) ON COMMIT DROP")
         cur.copy_expert('COPY _stage FROM STDIN WITH (FORMAT binary)', io.BytesIO(payload))
         sql = _upsert_sql(table, table, cols, source='_stage _s')
-        sql = sql.replace(
-            f"SELECT {', '.join(chr(34) + c + chr(34) for c in cols)} FROM", f"SELECT {', '.join(exprs)} FROM"
-        )
+        sql = sql.replace(f"SELECT {', '.join(map(_quote, cols))} FROM", f"SELECT {', '.join(exprs)} FROM")
         # new rows (the usual case: a download appends) go in twice as fast without ON CONFLICT; when a key
         # exists, the plain insert stops at the first conflict and the upsert redoes the batch
         cur.execute('SAVEPOINT plain_insert')
@@ -277,60 +263,90 @@ def _copy_upsert(conn, table: str, df: pd.DataFrame):
             cur.execute('ROLLBACK TO SAVEPOINT plain_insert')
             cur.execute(sql, params)
 
-# %% ../nbs/01_db.ipynb #39709190
-def _ensure_columns(db: Database, conn, table: str, cols: list[str]):
-    "Add missing float columns to the wide `processed_market_data` table."
-    have = set(db.columns(table))
-    ftype = 'DOUBLE PRECISION' if db.dialect == 'postgresql' else 'REAL'
-    for c in cols:
+# %% ../nbs/01_db.ipynb #12ed1002
+_SCHEMA_LOCK = 0x6372797074  # pg_advisory_xact_lock key of every schema change ('crypt')
+_RACE_PGCODES = {'40001', '40P01', '42P07', '42701', '42710'}  # serialization, deadlock, duplicate table/column/object
+_RACE_SQLITE = ('database is locked', 'database table is locked', 'already exists', 'duplicate column')
+
+
+def _is_race(e: Exception) -> bool:
+    "Whether `e` is a collision with a concurrent writer or schema change (worth one more try)."
+    orig = getattr(e, 'orig', e)
+    if getattr(orig, 'pgcode', None) in _RACE_PGCODES:
+        return True
+    return type(orig).__module__.startswith('sqlite3') and any(m in str(orig) for m in _RACE_SQLITE)
+
+
+def _retrying(fn, what: str, tries: int = 8):
+    "`fn()`, run again after a short random pause while it collides with a concurrent writer."
+    for attempt in range(tries):
+        try:
+            return fn()
+        except sa.exc.DBAPIError as e:
+            if attempt == tries - 1 or not _is_race(e):
+                raise
+            wait = min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5)
+            first = str(getattr(e, 'orig', e)).strip().splitlines()[0]
+            log.warning(
+                '%s collided with a concurrent writer (%s); try %d of %d in %.2fs',
+                what,
+                first,
+                attempt + 2,
+                tries,
+                wait,
+            )
+            time.sleep(wait)
+
+
+def _lock_schema(conn):
+    "Serialise schema changes across processes until this transaction ends (PostgreSQL; SQLite locks the file)."
+    if conn.dialect.name == 'postgresql':
+        conn.exec_driver_sql(f'SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})')
+
+
+def _add_declared_columns(conn) -> int:
+    "Add the nullable columns of `metadata` that existing tables lack (an older database); returns how many."
+    added = 0
+    for table in metadata.sorted_tables:
+        have = {c['name'] for c in sa.inspect(conn).get_columns(table.name)}
+        for col in table.columns:
+            if col.name not in have and col.nullable and not col.primary_key:
+                ctype = col.type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE {_quote(table.name)} ADD COLUMN {_quote(col.name)} {ctype}')
+                log.info('added column %s.%s (%s) to an older database', table.name, col.name, ctype)
+                added += 1
+    return added
+
+
+def _add_columns(conn, table: str, cols: list[str]):
+    "Add the float columns of `cols` that `table` lacks (idempotent, under the schema lock)."
+    have = {c['name'] for c in sa.inspect(conn).get_columns(table)}
+    missing = [c for c in cols if c not in have]
+    if not missing:
+        return
+    _lock_schema(conn)
+    have = {c['name'] for c in sa.inspect(conn).get_columns(table)}  # again: another process may have added them
+    pg = conn.dialect.name == 'postgresql'
+    for c in missing:
+        if not c.replace('_', '').isalnum():
+            raise DataError(f"bad column name {c!r} for {table}")
         if c not in have:
-            if not c.replace('_', '').isalnum():
-                raise DataError(f"bad column name {c!r} for {table}")
-            conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN "{c}" {ftype}')
-
-
-def upsert(self: Database, table: str, df: pd.DataFrame) -> int:
-    "Insert or update `df`'s rows in `table` in one transaction; returns the number of rows written."
-    if table not in PRIMARY_KEYS:
-        raise DataError(f"unknown table {table!r}")
-    if df is None or len(df) == 0:
-        return 0
-    rows = _prepare_rows(table, df)
-    with self.engine.begin() as conn:
-        if table == 'processed_market_data':
-            _ensure_columns(self, conn, table, list(rows.columns))
-        if self.dialect == 'postgresql':
-            _copy_upsert(conn, table, rows)
-        else:
-            conn.exec_driver_sql(_upsert_sql(table, table, list(rows.columns)), _records(rows))
-    return len(rows)
-
-
-Database.upsert = upsert
+            if_missing = ' IF NOT EXISTS' if pg else ''
+            ftype = 'DOUBLE PRECISION' if pg else 'REAL'
+            conn.exec_driver_sql(f'ALTER TABLE {_quote(table)} ADD COLUMN{if_missing} {_quote(c)} {ftype}')
 
 # %% ../nbs/01_db.ipynb #3330cbed
+READ_CHUNK_ROWS = 50_000
+
+
 def _ms_or_none(t):
     return None if t is None else int(to_ms(t))
 
 
-def read_sql(self: Database, sql: str, params: dict | None = None) -> pd.DataFrame:
-    "Run a query; epoch-ms time columns come back as UTC timestamps."
-    with self.engine.connect() as c:
-        res = c.execute(sa.text(sql), params or {})
-        cols = list(res.keys())
-        # plain DBAPI tuples: building a frame from SQLAlchemy Row objects costs 4x more
-        df = pd.DataFrame.from_records(res.cursor.fetchall() if res.cursor else [], columns=cols)
-    for col in df.columns:
-        if col in TIME_COLUMNS and len(df):
-            df[col] = from_ms(df[col].astype('int64'))
-        elif col in TIME_COLUMNS:
-            df[col] = pd.Series([], dtype='datetime64[ns, UTC]')
-    return df
-
-
 def _where(symbols=None, interval=None, start=None, end=None, ts='timestamp'):
     "SQL WHERE clause and params for the usual symbol / interval / time filters."
-    clauses, p = [], {}
+    clauses = []
+    p = {}
     if symbols is not None:
         symbols = [symbols] if isinstance(symbols, str) else list(symbols)
         names = [f's{i}' for i in range(len(symbols))]
@@ -348,101 +364,210 @@ def _where(symbols=None, interval=None, start=None, end=None, ts='timestamp'):
     return (' WHERE ' + ' AND '.join(clauses)) if clauses else '', p
 
 
-Database.read_sql = read_sql
-
-# %% ../nbs/01_db.ipynb #cac8a1df
-def read_candles(self: Database, symbol: str, interval: str = '15', start=None, end=None) -> pd.DataFrame:
-    "One symbol's candles, ascending, timestamp as UTC."
-    w, p = _where(symbol, interval, start, end)
-    df = self.read_sql(
-        f'SELECT timestamp, open, high, low, close, volume, turnover FROM raw_market_data{w} ORDER BY timestamp', p
-    )
-    return df.astype({c: 'float64' for c in ('open', 'high', 'low', 'close', 'volume', 'turnover')})
+def _driver_query(conn, sql: str, params: dict | None):
+    "(statement, parameters) of a `:name`-style query in the paramstyle of this connection's driver."
+    compiled = sa.text(sql).compile(dialect=conn.dialect)
+    values = compiled.construct_params(params or {})
+    if compiled.positional:
+        return compiled.string, [values[k] for k in compiled.positiontup]
+    return compiled.string, values
 
 
-def read_funding(self: Database, symbol: str, start=None, end=None) -> pd.DataFrame:
-    "One symbol's funding events (timestamp, rate), ascending."
-    w, p = _where(symbol, None, start, end)
-    return self.read_sql(f'SELECT timestamp, rate FROM funding_rates{w} ORDER BY timestamp', p).astype(
-        {'rate': 'float64'}
-    )
-
-
-def read_processed(
-    self: Database, symbols=None, interval: str = '15', start=None, end=None, columns=None
-) -> pd.DataFrame:
-    "Indicators and labels per bar (all stored columns unless `columns`), sorted by symbol and time."
-    w, p = _where(symbols, interval, start, end)
-    cols = '*' if columns is None else ', '.join(f'"{c}"' for c in ['symbol', 'timestamp', *columns])
-    df = self.read_sql(f'SELECT {cols} FROM processed_market_data{w} ORDER BY symbol, timestamp', p)
-    return df.drop(columns=['interval'], errors='ignore')
-
-
-Database.read_candles, Database.read_funding, Database.read_processed = read_candles, read_funding, read_processed
-
-# %% ../nbs/01_db.ipynb #5f0f67ed
-def last_timestamp(self: Database, symbol: str, interval: str = '15', table: str = 'raw_market_data'):
-    "Newest stored timestamp of a symbol (UTC) or None."
-    w, p = _where(symbol, interval if table != 'funding_rates' else None)
-    with self.engine.connect() as c:
-        v = c.execute(sa.text(f'SELECT MAX(timestamp) FROM "{table}"{w}'), p).scalar()
-    return None if v is None else from_ms(int(v))
-
-
-def stored_symbols(self: Database, interval: str = '15', table: str = 'raw_market_data') -> list[str]:
-    "Symbols that have rows in `table`."
-    w, p = _where(None, interval)
-    with self.engine.connect() as c:
-        return sorted(r[0] for r in c.execute(sa.text(f'SELECT DISTINCT symbol FROM "{table}"{w}'), p))
-
-
-def count_rows(self: Database, table: str) -> int:
-    "Number of rows in `table`."
-    with self.engine.connect() as c:
-        return int(c.execute(sa.text(f'SELECT COUNT(*) FROM "{table}"')).scalar())
-
-
-Database.last_timestamp, Database.stored_symbols, Database.count_rows = last_timestamp, stored_symbols, count_rows
-
-# %% ../nbs/01_db.ipynb #f765fd0c
-def record_run(
-    self: Database,
-    run_id: str,
-    task: str,
-    status: str,
-    symbols,
-    data_start,
-    data_end,
-    config: dict,
-    metrics: dict | None = None,
-    artifacts: dict | None = None,
-):
-    "Insert or update one `model_metadata` row."
-    row = pd.DataFrame(
-        [
-            dict(
-                run_id=run_id,
-                created_at=int(time.time() * 1000),
-                task=task,
-                status=status,
-                symbols=','.join(symbols),
-                data_start=_ms_or_none(data_start),
-                data_end=_ms_or_none(data_end),
-                config=json.dumps(config, default=str),
-                metrics=json.dumps(metrics or {}, default=float),
-                artifacts=json.dumps(artifacts or {}, default=str),
-            )
-        ]
-    )
-    self.upsert('model_metadata', row)
-
-
-def read_runs(self: Database) -> pd.DataFrame:
-    "All runs, newest first, with JSON columns decoded."
-    df = self.read_sql('SELECT * FROM model_metadata ORDER BY created_at DESC')
-    for c in ('config', 'metrics', 'artifacts'):
-        df[c] = df[c].map(lambda s: json.loads(s) if s else {})
+def _frame(rows: list, cols: list[str]) -> pd.DataFrame:
+    "DBAPI rows -> frame; epoch-ms time columns as UTC timestamps, all-NULL columns as float NaN."
+    df = pd.DataFrame.from_records(rows, columns=cols)
+    for col in df.columns:
+        if col in TIME_COLUMNS:
+            df[col] = from_ms(df[col].astype('int64')) if len(df) else pd.Series([], dtype='datetime64[ns, UTC]')
+        elif df[col].dtype == object and len(df) and df[col].isna().all():
+            df[col] = df[col].astype('float64')
     return df
 
+# %% ../nbs/01_db.ipynb #b6905481
+class Database:
+    "Schema, idempotent bulk upserts and reads over one SQLAlchemy engine."
 
-Database.record_run, Database.read_runs = record_run, read_runs
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def __repr__(self):
+        return f"Database({self.engine.url.render_as_string(hide_password=True)})"
+
+    # ---- schema ---------------------------------------------------------------------------------
+    def init_db(self) -> bool:
+        "Create missing tables and declared columns (safe from several processes at once); True when it added any."
+        return _retrying(self._create_tables, 'init_db')
+
+    def _create_tables(self) -> bool:
+        with self.engine.begin() as c:
+            _lock_schema(c)
+            before = set(sa.inspect(c).get_table_names())
+            for table in metadata.sorted_tables:
+                c.execute(CreateTable(table, if_not_exists=True))
+            added = _add_declared_columns(c)
+            c.execute(
+                sa.text(
+                    "INSERT INTO schema_info (key, value) VALUES ('schema_version', :v) ON CONFLICT (key) DO NOTHING"
+                ),
+                {'v': str(SCHEMA_VERSION)},
+            )
+            stored = int(c.execute(sa.text("SELECT value FROM schema_info WHERE key='schema_version'")).scalar())
+        if stored > SCHEMA_VERSION:
+            raise DataError(
+                f"database schema version {stored} is newer than this cryptotft ({SCHEMA_VERSION}): upgrade cryptotft"
+            )
+        return not set(metadata.tables) <= before or added > 0
+
+    def schema_version(self) -> int | None:
+        "Stored schema version (None before `init_db`)."
+        try:
+            with self.engine.connect() as c:
+                v = c.execute(sa.text("SELECT value FROM schema_info WHERE key='schema_version'")).scalar()
+        except sa.exc.SQLAlchemyError:
+            return None
+        return None if v is None else int(v)
+
+    def columns(self, table: str) -> list[str]:
+        "Column names of `table` as stored now."
+        return [c['name'] for c in sa.inspect(self.engine).get_columns(table)]
+
+    # ---- writes ---------------------------------------------------------------------------------
+    def upsert(self, table: str, df: pd.DataFrame) -> int:
+        "Insert or update `df`'s rows in `table` in one transaction; returns the number of rows written."
+        if table not in PRIMARY_KEYS:
+            raise DataError(f"unknown table {table!r}")
+        if df is None or len(df) == 0:
+            return 0
+        rows = _prepare_rows(table, df)
+        _retrying(lambda: self._write(table, rows), f'upsert into {table}')
+        return len(rows)
+
+    def _write(self, table: str, rows: pd.DataFrame):
+        with self.engine.begin() as conn:
+            if table == 'processed_market_data':
+                _add_columns(conn, table, list(rows.columns))
+            if self.dialect == 'postgresql':
+                _copy_upsert(conn, table, rows)
+            else:
+                conn.exec_driver_sql(_upsert_sql(table, table, list(rows.columns)), _records(rows))
+
+    # ---- reads ----------------------------------------------------------------------------------
+    def iter_sql(self, sql: str, params: dict | None = None, chunk_rows: int = READ_CHUNK_ROWS):
+        "Frames of at most `chunk_rows` rows of a query's result, in order (at least one, maybe empty)."
+        with self.engine.connect() as c:
+            stmt, values = _driver_query(c, sql, params)
+            raw = c.connection.driver_connection
+            # PostgreSQL: a named (server-side) cursor; otherwise the driver would buffer the whole result
+            cur = raw.cursor(f'cryptotft_{secrets.token_hex(4)}') if self.dialect == 'postgresql' else raw.cursor()
+            try:
+                cur.execute(stmt, values)
+                rows = cur.fetchmany(chunk_rows)
+                cols = [d[0] for d in cur.description]
+                yield _frame(rows, cols)
+                while len(rows) == chunk_rows:
+                    rows = cur.fetchmany(chunk_rows)
+                    if rows:
+                        yield _frame(rows, cols)
+            finally:
+                cur.close()
+
+    def read_sql(self, sql: str, params: dict | None = None) -> pd.DataFrame:
+        "Run a query; epoch-ms time columns come back as UTC timestamps."
+        parts = list(self.iter_sql(sql, params))
+        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+    def read_candles(self, symbol: str, interval: str = '15', start=None, end=None) -> pd.DataFrame:
+        "One symbol's candles, ascending, timestamp as UTC."
+        w, p = _where(symbol, interval, start, end)
+        df = self.read_sql(
+            f'SELECT timestamp, open, high, low, close, volume, turnover FROM raw_market_data{w} ORDER BY timestamp', p
+        )
+        return df.astype({c: 'float64' for c in ('open', 'high', 'low', 'close', 'volume', 'turnover')})
+
+    def read_funding(self, symbol: str, start=None, end=None) -> pd.DataFrame:
+        "One symbol's funding events (timestamp, rate), ascending."
+        w, p = _where(symbol, None, start, end)
+        df = self.read_sql(f'SELECT timestamp, rate FROM funding_rates{w} ORDER BY timestamp', p)
+        return df.astype({'rate': 'float64'})
+
+    def read_processed(self, symbols=None, interval: str = '15', start=None, end=None, columns=None) -> pd.DataFrame:
+        "Indicators and labels per bar (all stored columns unless `columns`), sorted by symbol and time."
+        w, p = _where(symbols, interval, start, end)
+        cols = '*' if columns is None else ', '.join(_quote(c) for c in ['symbol', 'timestamp', *columns])
+        df = self.read_sql(f'SELECT {cols} FROM processed_market_data{w} ORDER BY symbol, timestamp', p)
+        return df.drop(columns=['interval'], errors='ignore')
+
+    def iter_processed(self, symbols=None, interval: str = '15', start=None, end=None, columns=None):
+        "`(symbol, read_processed frame of that symbol)` one symbol at a time (default: all processed symbols)."
+        if symbols is None:
+            symbols = self.stored_symbols(interval, table='processed_market_data')
+        for s in [symbols] if isinstance(symbols, str) else symbols:
+            yield s, self.read_processed(s, interval, start, end, columns)
+
+    def last_timestamp(self, symbol: str, interval: str = '15', table: str = 'raw_market_data'):
+        "Newest stored timestamp of a symbol (UTC) or None."
+        w, p = _where(symbol, interval if table != 'funding_rates' else None)
+        with self.engine.connect() as c:
+            v = c.execute(sa.text(f'SELECT MAX(timestamp) FROM "{table}"{w}'), p).scalar()
+        return None if v is None else from_ms(int(v))
+
+    def stored_symbols(self, interval: str = '15', table: str = 'raw_market_data') -> list[str]:
+        "Symbols that have rows in `table`."
+        w, p = _where(None, interval)
+        with self.engine.connect() as c:
+            return sorted(r[0] for r in c.execute(sa.text(f'SELECT DISTINCT symbol FROM "{table}"{w}'), p))
+
+    def count_rows(self, table: str) -> int:
+        "Number of rows in `table`."
+        with self.engine.connect() as c:
+            return int(c.execute(sa.text(f'SELECT COUNT(*) FROM "{table}"')).scalar())
+
+    def rows_per_symbol(self, table: str, symbols=None, interval=None, start=None, end=None) -> dict[str, int]:
+        "Rows per symbol in `table` under the usual filters (what a read of each symbol will return)."
+        w, p = _where(symbols, interval, start, end)
+        with self.engine.connect() as c:
+            rows = c.execute(sa.text(f'SELECT symbol, COUNT(*) FROM {_quote(table)}{w} GROUP BY symbol'), p)
+            return {s: int(n) for s, n in rows}
+
+    # ---- run records ----------------------------------------------------------------------------
+    def record_run(
+        self,
+        run_id: str,
+        task: str,
+        status: str,
+        symbols,
+        data_start,
+        data_end,
+        config: dict,
+        metrics: dict | None = None,
+        artifacts: dict | None = None,
+    ):
+        "Insert or update one `model_metadata` row."
+        row = dict(
+            run_id=run_id,
+            created_at=int(time.time() * 1000),
+            task=task,
+            status=status,
+            symbols=','.join(symbols),
+            data_start=_ms_or_none(data_start),
+            data_end=_ms_or_none(data_end),
+            config=json.dumps(config, default=str),
+            metrics=json.dumps(metrics or {}, default=float),
+            artifacts=json.dumps(artifacts or {}, default=str),
+        )
+        self.upsert('model_metadata', pd.DataFrame([row]))
+
+    def read_runs(self) -> pd.DataFrame:
+        "All runs, newest first, with JSON columns decoded."
+        df = self.read_sql('SELECT * FROM model_metadata ORDER BY created_at DESC')
+        for c in ('config', 'metrics', 'artifacts'):
+            df[c] = df[c].map(_json_or_empty)
+        return df
+
+
+def _json_or_empty(s) -> dict:
+    return json.loads(s) if s else {}

@@ -30,16 +30,19 @@ from cryptotft.config import (
     ExchangeError,
     RateLimited,
     TemporaryExchangeError,
+    check_symbol,
     from_ms,
     interval_ms,
     to_ms,
 )
 
+log = logging.getLogger(__name__)
+
 # %% auto #0
-__all__ = ['BYBIT', 'KLINE_COLUMNS', 'TokenBucket', 'classify_failure', 'pybit_session', 'BybitClient', 'parse_klines',
-           'parse_funding', 'symbol_problem', 'instruments_frame', 'validate_symbols', 'has_grid_point', 'walk_pages',
-           'missing_ranges', 'merge_ranges', 'validate_candles', 'DownloadReport', 'gap_report', 'download', 'epoch_ms',
-           'read_kline_file', 'import_csv']
+__all__ = ['log', 'BYBIT', 'KLINE_COLUMNS', 'EARLIEST_MS', 'EPOCH_UNITS', 'TokenBucket', 'classify_failure', 'parse_klines',
+           'parse_funding', 'pybit_session', 'BybitClient', 'symbol_problem', 'instruments_frame', 'validate_symbols',
+           'has_grid_point', 'walk_pages', 'missing_ranges', 'merge_ranges', 'outside_time_range', 'validate_candles',
+           'DownloadReport', 'gap_report', 'download', 'epoch_ms', 'read_kline_file', 'import_csv']
 
 # %% ../nbs/02_download.ipynb #d853b20b
 BYBIT = dict(
@@ -62,9 +65,14 @@ class TokenBucket:
     "Thread-safe token bucket: `rate` tokens per second, bursts of `burst`, pausable for everyone."
 
     def __init__(self, rate: float, burst: float | None = None, clock=time.monotonic, sleep=time.sleep):
-        self.rate, self.burst = float(rate), float(burst or max(1.0, rate / 10))
-        self.clock, self.sleep, self.lock = clock, sleep, threading.Lock()
-        self.tokens, self.t, self.paused_until = self.burst, clock(), 0.0
+        self.rate = float(rate)
+        self.burst = float(burst or max(1.0, rate / 10))
+        self.clock = clock
+        self.sleep = sleep
+        self.lock = threading.Lock()
+        self.tokens = self.burst
+        self.t = clock()
+        self.paused_until = 0.0
 
     def acquire(self):
         "Block until a request may go out."
@@ -87,7 +95,8 @@ class TokenBucket:
 # %% ../nbs/02_download.ipynb #cb38ab6e
 def classify_failure(http_status: int | None, ret_code: int | None, message: str) -> CryptoTFTError:
     "The error (from the tree in `config`) that an HTTP status / Bybit retCode / message stands for."
-    msg, code = (message or '').strip()[:200], f"retCode {ret_code}" if ret_code else f"HTTP {http_status}"
+    msg = (message or '').strip()[:200]
+    code = f"retCode {ret_code}" if ret_code else f"HTTP {http_status}"
     if (
         ret_code in BYBIT['rate_limited_codes']
         or http_status == 429
@@ -109,6 +118,42 @@ def classify_failure(http_status: int | None, ret_code: int | None, message: str
         else ': check bybit.base_url and the request'
     )
     return ExchangeError(f"Bybit refused the request ({code}: {msg}){hint}")
+
+# %% ../nbs/02_download.ipynb #0be98902
+def _page_list(result, what: str) -> list:
+    "The `list` of a v5 `result` (TemporaryExchangeError when the answer lacks it)."
+    rows = result.get('list') if isinstance(result, dict) else None
+    if not isinstance(rows, list):
+        raise TemporaryExchangeError(f"Bybit sent a malformed {what} answer (no 'list' in its result)")
+    return rows
+
+
+def parse_klines(rows: list) -> pd.DataFrame:
+    "Bybit kline rows (`[startTime, open, high, low, close, volume, turnover]` strings) -> ascending frame."
+    short = [i for i, r in enumerate(rows) if not isinstance(r, (list, tuple)) or len(r) < 7]
+    if short:
+        raise TemporaryExchangeError(
+            f"Bybit sent {len(short)} malformed kline rows (fewer than 7 fields: {rows[short[0]]!r:.80})"
+        )
+    try:
+        a = np.array([r[:7] for r in rows], dtype=np.float64).reshape(-1, 7)  # epoch ms < 2**53: exact in float64
+    except (TypeError, ValueError) as e:
+        raise TemporaryExchangeError(f"Bybit sent non-numeric kline fields ({e})") from None
+    if not np.isfinite(a[:, :5]).all():
+        raise TemporaryExchangeError('Bybit sent kline rows with missing or infinite time or prices')
+    ts, first = np.unique(a[:, 0].astype(np.int64), return_index=True)  # sorted, one row per startTime
+    return pd.DataFrame({'timestamp': ts, **{c: a[first, i + 1] for i, c in enumerate(KLINE_COLUMNS[1:])}})
+
+
+def parse_funding(rows: list) -> pd.DataFrame:
+    "Bybit funding-history rows -> ascending frame (timestamp ms, rate)."
+    try:
+        ts = np.array([int(r['fundingRateTimestamp']) for r in rows], dtype=np.int64)
+        rate = np.array([float(r['fundingRate']) for r in rows], dtype=np.float64)
+    except (TypeError, KeyError, ValueError) as e:
+        raise TemporaryExchangeError(f"Bybit sent a malformed funding row ({type(e).__name__}: {e})") from None
+    df = pd.DataFrame({'timestamp': ts, 'rate': rate})
+    return df.drop_duplicates('timestamp', keep='last').sort_values('timestamp', ignore_index=True)
 
 # %% ../nbs/02_download.ipynb #eb54a293
 class _PybitHTTP(HTTP):
@@ -139,9 +184,13 @@ class BybitClient:
     def __init__(self, cfg: BybitConfig, backoff_s: float = 0.5, venue: dict = BYBIT):
         if cfg.category != venue['category']:
             raise ConfigError("bybit.category must be 'linear' (USDT perpetuals)")
-        self.cfg, self.backoff_s, self.venue = cfg, backoff_s, venue
+        self.cfg = cfg
+        self.backoff_s = backoff_s
+        self.venue = venue
         self.bucket = TokenBucket(cfg.requests_per_second)
-        self._local, self._lock, self.requests = threading.local(), threading.Lock(), 0
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.requests = 0
 
     def _http(self) -> HTTP:
         if getattr(self._local, 'http', None) is None:
@@ -151,11 +200,13 @@ class BybitClient:
     def _observe(self, headers) -> float | None:
         "Pause everyone when the window is nearly used up; seconds to its reset when it is used up."
         try:
-            left, reset = int(headers['X-Bapi-Limit-Status']), int(headers['X-Bapi-Limit-Reset-Timestamp'])
+            left = int(headers['X-Bapi-Limit-Status'])
+            reset = int(headers['X-Bapi-Limit-Reset-Timestamp'])
         except (TypeError, KeyError, ValueError):
             return None
         wait = min(max(reset / 1000 - time.time(), 0.0), 10.0)
         if left <= self.cfg.max_concurrency:
+            log.info('Bybit rate-limit window nearly used (%d requests left): pausing all requests %.2fs', left, wait)
             self.bucket.pause(wait)
         return wait if left <= 0 else None
 
@@ -181,73 +232,74 @@ class BybitClient:
         err.wait_s = self._observe(headers) if headers is not None else None
         raise err
 
-    def get(self, method: str, **params):
-        "Call pybit's `method` with retries; returns (result, server time ms)."
+    def get(self, method: str, parse=None, **params):
+        "Call pybit's `method` and `parse` its result, with retries; returns (parsed result, server time ms)."
         for attempt in range(self.cfg.max_retries + 1):
             try:
-                return self._call(method, params)
+                result, now = self._call(method, params)
+                return (result if parse is None else parse(result)), now
             except TemporaryExchangeError as e:
-                err, wait = e, e.wait_s if isinstance(e, RateLimited) and e.wait_s is not None else None
+                err = e
+            wait = getattr(err, 'wait_s', None) if isinstance(err, RateLimited) else None
             if attempt < self.cfg.max_retries:
-                wait = wait if wait is not None else min(self.backoff_s * 2**attempt, 30.0) * random.uniform(0.8, 1.2)
+                if wait is None:
+                    wait = min(self.backoff_s * 2**attempt, 30.0) * random.uniform(0.8, 1.2)
                 if isinstance(err, RateLimited):
                     self.bucket.pause(wait)
+                log.warning(
+                    '%s %s: %s; retry %d of %d in %.2fs',
+                    method,
+                    params.get('symbol', ''),
+                    err,
+                    attempt + 1,
+                    self.cfg.max_retries,
+                    wait,
+                )
                 time.sleep(wait)
         raise type(err)(f"{err} (gave up after {self.cfg.max_retries + 1} tries)")
 
-# %% ../nbs/02_download.ipynb #0be98902
-def parse_klines(rows: list) -> pd.DataFrame:
-    "Bybit kline rows (`[startTime, open, high, low, close, volume, turnover]` strings) -> ascending frame."
-    a = np.array(rows, dtype=np.float64).reshape(-1, 7)  # epoch ms < 2**53: exact in float64
-    ts, first = np.unique(a[:, 0].astype(np.int64), return_index=True)  # sorted, one row per startTime
-    return pd.DataFrame({'timestamp': ts, **{c: a[first, i + 1] for i, c in enumerate(KLINE_COLUMNS[1:])}})
+    def klines(self, symbol: str, interval: str, start: int, end: int):
+        "One kline page in [start, end] (ms, inclusive): (ascending frame, server time ms)."
+        page, now = self.get(
+            'get_kline',
+            parse=lambda res: parse_klines(_page_list(res, 'kline')),
+            symbol=symbol,
+            interval=interval,
+            start=int(start),
+            end=int(end),
+            limit=self.venue['kline_limit'],
+        )
+        outside = (page.timestamp < start) | (page.timestamp > end)
+        if outside.any():
+            log.warning('%s: Bybit sent %d kline rows outside [%d, %d]; ignored', symbol, outside.sum(), start, end)
+        return page[~outside].reset_index(drop=True), now
 
+    def funding(self, symbol: str, start: int, end: int):
+        "One funding-history page in [start, end]: (ascending frame, server time ms)."
+        return self.get(
+            'get_funding_rate_history',
+            parse=lambda res: parse_funding(_page_list(res, 'funding')),
+            symbol=symbol,
+            startTime=int(start),
+            endTime=int(end),
+            limit=self.venue['funding_limit'],
+        )
 
-def parse_funding(rows: list) -> pd.DataFrame:
-    "Bybit funding-history rows -> ascending frame (timestamp ms, rate)."
-    df = pd.DataFrame(
-        {
-            'timestamp': np.array([int(r['fundingRateTimestamp']) for r in rows], dtype=np.int64),
-            'rate': np.array([float(r['fundingRate']) for r in rows], dtype=np.float64),
-        }
-    )
-    return df.drop_duplicates('timestamp', keep='last').sort_values('timestamp', ignore_index=True)
-
-# %% ../nbs/02_download.ipynb #86808c36
-def _klines(self, symbol: str, interval: str, start: int, end: int):
-    "One kline page in [start, end] (ms, inclusive): (ascending frame, server time ms)."
-    res, now = self.get(
-        'get_kline', symbol=symbol, interval=interval, start=int(start), end=int(end), limit=self.venue['kline_limit']
-    )
-    return parse_klines(res['list']), now
-
-
-def _funding(self, symbol: str, start: int, end: int):
-    "One funding-history page in [start, end]: (ascending frame, server time ms)."
-    res, now = self.get(
-        'get_funding_rate_history',
-        symbol=symbol,
-        startTime=int(start),
-        endTime=int(end),
-        limit=self.venue['funding_limit'],
-    )
-    return parse_funding(res['list']), now
-
-
-def _instruments(self) -> list[dict]:
-    "Every listed linear instrument, following `nextPageCursor` to the last page."
-    out, cursor, seen = [], None, set()
-    while cursor not in seen:
-        seen.add(cursor)
-        res, _ = self.get('get_instruments_info', limit=self.venue['instruments_limit'], cursor=cursor)
-        out += res['list']
-        cursor = res.get('nextPageCursor') or None
-        if cursor is None:
-            break
-    return out
-
-
-BybitClient.klines, BybitClient.funding, BybitClient.instruments = _klines, _funding, _instruments
+    def instruments(self) -> list[dict]:
+        "Every listed linear instrument, following `nextPageCursor` to the last page."
+        out, cursor, seen = [], None, set()
+        while cursor not in seen:
+            seen.add(cursor)
+            (listed, cursor), _ = self.get(
+                'get_instruments_info',
+                parse=lambda res: (_page_list(res, 'instruments'), res.get('nextPageCursor') or None),
+                limit=self.venue['instruments_limit'],
+                cursor=cursor,
+            )
+            out += listed
+            if cursor is None:
+                break
+        return out
 
 # %% ../nbs/02_download.ipynb #554d14fe
 def symbol_problem(info: dict | None, venue: dict = BYBIT) -> str | None:
@@ -263,9 +315,13 @@ def symbol_problem(info: dict | None, venue: dict = BYBIT) -> str | None:
     return None
 
 
+def _number(v, typ):
+    "`typ(v)`, or None for an empty field."
+    return typ(v) if v not in (None, '') else None
+
+
 def instruments_frame(listed: list[dict]) -> pd.DataFrame:
     "Instrument-info entries -> rows of the `symbols` table."
-    num = lambda v, t: t(v) if v not in (None, '') else None
     return pd.DataFrame(
         [
             dict(
@@ -274,10 +330,10 @@ def instruments_frame(listed: list[dict]) -> pd.DataFrame:
                 contract_type=i.get('contractType'),
                 base_coin=i.get('baseCoin'),
                 quote_coin=i.get('quoteCoin'),
-                launch_time=num(i.get('launchTime'), int),
-                tick_size=num(i.get('priceFilter', {}).get('tickSize'), float),
-                qty_step=num(i.get('lotSizeFilter', {}).get('qtyStep'), float),
-                funding_interval=num(i.get('fundingInterval'), int),
+                launch_time=_number(i.get('launchTime'), int),
+                tick_size=_number(i.get('priceFilter', {}).get('tickSize'), float),
+                qty_step=_number(i.get('lotSizeFilter', {}).get('qtyStep'), float),
+                funding_interval=_number(i.get('fundingInterval'), int),
                 updated_at=int(time.time() * 1000),
             )
             for i in listed
@@ -285,17 +341,27 @@ def instruments_frame(listed: list[dict]) -> pd.DataFrame:
     )
 
 
+def _name_problem(symbol) -> str | None:
+    "Why `symbol` is not a name we store (None when it matches SYMBOL_PATTERN)."
+    try:
+        check_symbol(symbol)
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
 def validate_symbols(
     cfg: Config, db, symbols=None, client: BybitClient | None = None
 ) -> tuple[list[str], dict[str, str]]:
     "Store Bybit's linear instruments; return (valid symbols, {invalid symbol: reason})."
+    wanted = list(symbols or cfg.data_download.symbols)
     client = client or BybitClient(cfg.bybit)
     listed = client.instruments()
     db.init_db()
     if listed:
         db.upsert('symbols', instruments_frame(listed))
     by_name = {i['symbol']: i for i in listed}
-    problems = {s: symbol_problem(by_name.get(s)) for s in (symbols or cfg.data_download.symbols)}
+    problems = {s: symbol_problem(by_name.get(s)) or _name_problem(s) for s in wanted}
     return [s for s, p in problems.items() if p is None], {s: p for s, p in problems.items() if p}
 
 # %% ../nbs/02_download.ipynb #7a25337d
@@ -314,7 +380,8 @@ def walk_pages(fetch, lo: int, hi: int, step: int):
         if len(page) == 0:
             continue
         yield page, meta
-        first, last = int(page.timestamp.iloc[0]), int(page.timestamp.iloc[-1])
+        first = int(page.timestamp.iloc[0])
+        last = int(page.timestamp.iloc[-1])
         # the older remainder is pushed last, so it is walked next: newest-to-oldest like Bybit's pages
         todo += [(x, y) for x, y in ((last + 1, b), (a, first - 1)) if has_grid_point(x, y, step)]
 
@@ -340,21 +407,37 @@ def merge_ranges(ranges: list[tuple[int, int]], step: int, limit: int) -> list[t
     return out
 
 # %% ../nbs/02_download.ipynb #43971578
+EARLIEST_MS = 1_230_768_000_000  # 2009-01-01 UTC
+
+
+def outside_time_range(ts_ms) -> np.ndarray:
+    "Bool mask of epoch-ms times before 2009-01-01 or more than a day from now."
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    return (ts < EARLIEST_MS) | (ts > int(time.time() * 1000) + 86_400_000)
+
+
+def _when(ms: int) -> str:
+    "Epoch `ms` as a UTC time, or as the raw number where pandas cannot show it (beyond 1677-2262)."
+    return str(from_ms(ms)) if abs(ms) < 9_000_000_000_000 else f'{ms} ms'
+
+
 def validate_candles(df: pd.DataFrame, step: int, source: str = 'candles') -> pd.DataFrame:
     "Raise DataError unless `df` (timestamp ms + OHLCV) holds sane candles on the `step` grid."
     ohlcv = df[['open', 'high', 'low', 'close', 'volume']].to_numpy(dtype=np.float64)
     o, h, l, c, v = ohlcv.T
+    ts = df.timestamp.to_numpy(np.int64)
     bad = {
+        'open times outside 2009-01-01 .. now + 1 day (a wrong time unit?)': outside_time_range(ts),
         'non-numeric or missing values': ~np.isfinite(ohlcv).all(1),
         'high/low not enclosing open and close, or prices <= 0': (h < np.maximum(o, c))
         | (l > np.minimum(o, c))
         | (l <= 0),
         'negative volume': v < 0,
-        f'open times off the {step // 60_000}-minute grid': df.timestamp.to_numpy() % step != 0,
+        f'open times off the {step // 60_000}-minute grid': ts % step != 0,
     }
     for what, mask in bad.items():
         if mask.any():
-            first = from_ms(int(df.timestamp.to_numpy()[np.argmax(mask)]))
+            first = _when(int(ts[np.argmax(mask)]))
             raise DataError(
                 f"{source}: {int(mask.sum())} rows with {what} (first at {first}); fix the data or the interval"
             )
@@ -400,7 +483,8 @@ def _launch_times(db) -> dict[str, int]:
 def gap_report(db, symbols, interval: str = '15', start=None, end=None) -> pd.DataFrame:
     "Per symbol: first and last stored candle in [start, end), count, and missing bars between them."
     step = interval_ms(interval)
-    lo, hi = (0 if start is None else int(to_ms(start))), (2**62 if end is None else int(to_ms(end)) - 1)
+    lo = 0 if start is None else int(to_ms(start))
+    hi = 2**62 if end is None else int(to_ms(end)) - 1
     sql = sa.text(
         'SELECT MIN("timestamp"), MAX("timestamp"), COUNT(*) FROM raw_market_data '
         'WHERE symbol = :s AND "interval" = :iv AND "timestamp" BETWEEN :lo AND :hi'
@@ -426,6 +510,7 @@ def _time_range(start, end, days: int, step: int) -> tuple[int, int, int]:
     now = int(time.time() * 1000)
     end_ms = now if end is None else min(int(to_ms(end)), now)
     lo = int(to_ms(start)) if start is not None else end_ms - int(days) * 86_400_000
+    lo = max(lo, EARLIEST_MS)  # nothing older is a real candle
     hi = min(end_ms - 1, now - step)  # an open time > now - step belongs to a candle still open
     return -(-lo // step) * step, hi // step * step, end_ms - 1
 
@@ -446,7 +531,9 @@ def _download_klines(client, db, symbol, interval, ranges, stored, step, advance
 
 def _download_funding(client, db, symbol, lo, hi, stop) -> int:
     "Fetch funding events of one symbol missing before the first or after the last stored one."
-    grid, ts, n = BYBIT['funding_grid_ms'], _stored_ms(db, 'funding_rates', symbol, lo, hi), 0
+    grid = BYBIT['funding_grid_ms']
+    ts = _stored_ms(db, 'funding_rates', symbol, lo, hi)
+    n = 0
     ranges = [(lo, hi)] if len(ts) == 0 else [(lo, int(ts.min()) - 1), (int(ts.max()) + 1, hi)]
     for a, b in ranges:
         for page, _ in walk_pages(lambda x, y: client.funding(symbol, x, y), a, b, grid):
@@ -469,6 +556,7 @@ def _collect(futures: dict, report: DownloadReport):
         try:
             kind, n = fut.result()
         except CryptoTFTError as e:
+            log.warning('%s: %s', futures[fut], e)
             report.errors.setdefault(futures[fut], str(e))
             continue
         setattr(report, kind, getattr(report, kind) + n)
@@ -486,23 +574,26 @@ def download(
     progress: bool = True,
 ) -> DownloadReport:
     "Download missing candles and funding of `symbols` into `db` (incremental, resumable); report gaps and errors."
-    step, t0 = interval_ms(interval), time.perf_counter()
-    symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+    t0 = time.perf_counter()
+    step = interval_ms(interval)
+    days = cfg.data_download.days if days is None else days
+    if days < 1:
+        raise ConfigError(f"days (--days / data_download.days) must be >= 1, got {days}")
+    symbols = [check_symbol(s) for s in ([symbols] if isinstance(symbols, str) else symbols)]
     client = client or BybitClient(cfg.bybit)
-    r0, (lo, hi, fund_hi) = (
-        getattr(client, 'requests', 0),
-        _time_range(start, end, days or cfg.data_download.days, step),
-    )
+    r0 = getattr(client, 'requests', 0)
+    lo, hi, fund_hi = _time_range(start, end, days, step)
     db.init_db()
     launch = _launch_times(db)
     plans = {s: _plan(db, s, interval, max(lo, -(-launch.get(s, 0) // step) * step), hi, step) for s in symbols}
-    report, stop = DownloadReport(gaps=pd.DataFrame()), threading.Event()
+    report = DownloadReport(gaps=pd.DataFrame())
+    stop = threading.Event()
     total = tqdm(
         total=sum(p[3] for p in plans.values()), desc='all symbols', unit='candle', disable=not progress, position=0
     )
 
     def candles(i, s):
-        s_lo, ranges, stored, todo = plans[s]
+        _, ranges, stored, todo = plans[s]
         with tqdm(total=todo, desc=s, unit='candle', disable=not progress, position=i + 1, leave=False) as bar:
 
             def advance(n):
@@ -511,15 +602,13 @@ def download(
 
             return 'candles', _download_klines(client, db, s, interval, ranges, stored, step, advance, stop)
 
+    def funding(s):
+        return 'funding', _download_funding(client, db, s, plans[s][0], fund_hi, stop)
+
     with ThreadPoolExecutor(max(1, cfg.bybit.max_concurrency)) as pool:
         # candles first, funding (independent of them) queued behind, so it fills the tail of the run
         futures = {pool.submit(candles, i, s): s for i, s in enumerate(symbols)}
-        futures.update(
-            {
-                pool.submit(lambda s: ('funding', _download_funding(client, db, s, plans[s][0], fund_hi, stop)), s): s
-                for s in symbols
-            }
-        )
+        futures.update({pool.submit(funding, s): s for s in symbols})
         try:
             _collect(futures, report)
         except BaseException:  # ctrl-c: running threads stop after their current page; what is stored is whole
@@ -529,7 +618,8 @@ def download(
         finally:
             total.close()
     report.gaps = gap_report(db, symbols, interval, from_ms(lo), from_ms(hi + step))
-    report.requests, report.seconds = getattr(client, 'requests', 0) - r0, time.perf_counter() - t0
+    report.requests = getattr(client, 'requests', 0) - r0
+    report.seconds = time.perf_counter() - t0
     return report
 
 # %% ../nbs/02_download.ipynb #0677d741
@@ -549,13 +639,32 @@ _POSITIONAL = {
 }
 
 
-def epoch_ms(values) -> np.ndarray:
-    "Epoch seconds / ms / µs / ns numbers, or date strings, -> int64 epoch ms."
+EPOCH_UNITS = {'s': 1000.0, 'ms': 1.0, 'us': 1e-3, 'ns': 1e-6}  # unit -> factor to milliseconds
+_UNIT_BOUNDS = [1e11, 1e14, 1e17]  # magnitudes between the units (1e11 s is the year 5138; 1e11 ms is 1973)
+
+
+def epoch_ms(values, source: str = 'timestamps') -> np.ndarray:
+    "Epoch s / ms / µs / ns numbers (one unit for all, told by magnitude), or dates, -> int64 epoch ms."
     v = pd.Series(values)
     if not pd.api.types.is_numeric_dtype(v):
-        return to_ms(v)
+        try:
+            return to_ms(v)
+        except (ValueError, TypeError) as e:
+            raise DataError(f"{source}: times are neither epoch numbers nor dates ({str(e).splitlines()[0]})") from None
     x = v.to_numpy(dtype=np.float64)
-    scale = {0: 1000.0, 1: 1.0, 2: 1e-3, 3: 1e-6}[int(np.searchsorted([1e11, 1e14, 1e17], np.nanmedian(np.abs(x))))]
+    if np.isnan(x).any():
+        raise DataError(f"{source}: {int(np.isnan(x).sum())} rows without a time")
+    unit = np.searchsorted(_UNIT_BOUNDS, np.abs(x))
+    found, counts = np.unique(unit, return_counts=True)
+    if len(found) > 1:
+        names = list(EPOCH_UNITS)
+        odd = int(np.flatnonzero(unit != found[np.argmax(counts)])[0])
+        mix = ', '.join(f'{c} in {names[u]}' for u, c in zip(found, counts))
+        raise DataError(
+            f"{source}: epoch times in mixed units ({mix}; first odd one: data row {odd + 1}, {x[odd]:.0f}); "
+            "one file must use one unit"
+        )
+    scale = EPOCH_UNITS[list(EPOCH_UNITS)[found[0]]] if len(found) else 1.0
     return np.round(x * scale).astype(np.int64)
 
 
@@ -591,15 +700,18 @@ def read_kline_file(path) -> pd.DataFrame:
     need = [c for c in KLINE_COLUMNS[:6] if c not in raw.columns]
     if need:
         raise DataError(
-            f"{p}: cannot find column(s) {need}; expected a header with timestamp/open/high/low/close/volume or Bybit/Binance column order"
+            f"{p}: cannot find column(s) {need}; expected a header with timestamp/open/high/low/close/volume "
+            "or Bybit/Binance column order"
         )
     return raw
 
 
 def import_csv(db, path, symbol: str, interval: str = '15') -> int:
     "Import a Bybit/Binance kline CSV (or Parquet) file of one symbol; returns the number of candles written."
-    step, raw = interval_ms(interval), read_kline_file(path)
-    df = pd.DataFrame({'timestamp': epoch_ms(raw['timestamp'])})
+    check_symbol(symbol)
+    step = interval_ms(interval)
+    raw = read_kline_file(path)
+    df = pd.DataFrame({'timestamp': epoch_ms(raw['timestamp'], str(path))})
     for c in KLINE_COLUMNS[1:]:
         df[c] = pd.to_numeric(raw[c], errors='coerce').to_numpy(np.float64) if c in raw else np.nan
     df = validate_candles(df.drop_duplicates('timestamp', keep='last').sort_values('timestamp'), step, str(path))

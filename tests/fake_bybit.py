@@ -7,6 +7,8 @@ Serves /v5/market/instruments-info (paginated by nextPageCursor), /v5/market/kli
     with FakeBybit(symbols=('BTCUSDT', 'ETHUSDT'), days=3, page_cap=100) as fake:
         fake.fail_next('ratelimit', n=2, path='kline')   # then 'http429', 'retcode10429', 'http500',
         ...                                              # 'retcode10016', 'slow', 'truncated', 'garbage', 'forbidden'
+        fake.fail_next('shortrow', n=3, path='kline', symbol='ETHUSDT')  # malformed answers: 'nolist',
+        ...                                              # 'shortrow', 'nonnumeric' (for one symbol, or any)
         fake.url, fake.closed_candles('BTCUSDT'), fake.funding_events('BTCUSDT'), fake.count('kline')
 
 The clock is frozen at `now` (default: the real time at construction), so the newest candle stays
@@ -35,6 +37,7 @@ ENDPOINTS = {
     '/v5/market/funding/history': 'funding',
     '/v5/market/instruments-info': 'instruments',
 }
+MALFORMED = ('nolist', 'shortrow', 'nonnumeric')  # HTTP 200, retCode 0, and a `result` of the wrong shape
 FAULTS = (
     'ratelimit',
     'http429',
@@ -45,6 +48,7 @@ FAULTS = (
     'truncated',
     'garbage',
     'forbidden',
+    *MALFORMED,
 )
 EXTRA_INSTRUMENTS = [  # listed but not downloadable: a closed USDT perpetual, a USDC one, a dated future
     dict(symbol='OLDUSDT', status='Closed', contractType='LinearPerpetual', baseCoin='OLD', quoteCoin='USDT'),
@@ -127,16 +131,17 @@ class FakeBybit:
         return int(self.market(interval)[0].timestamp.min())
 
     # ---- faults and bookkeeping -------------------------------------------------------------------
-    def fail_next(self, kind, n=1, path=None, slow_s=1.0, after=0):
-        "Answer `n` requests (to endpoint `path`: kline, funding, instruments; None = any) with `kind`, after `after` good ones."
+    def fail_next(self, kind, n=1, path=None, slow_s=1.0, after=0, symbol=None):
+        """Answer `n` requests (to endpoint `path`: kline, funding, instruments; None = any) about `symbol`
+        (None = any) with `kind`, after `after` good ones."""
         assert kind in FAULTS, kind
         with self.lock:
-            self.faults.append([kind, n, path, slow_s, after])
+            self.faults.append([kind, n, path, slow_s, after, symbol])
 
-    def _take_fault(self, name):
+    def _take_fault(self, name, symbol=None):
         with self.lock:
             for f in self.faults:
-                if f[1] > 0 and f[2] in (None, name):
+                if f[1] > 0 and f[2] in (None, name) and f[5] in (None, symbol):
                     if f[4] > 0:
                         f[4] -= 1
                         return None
@@ -272,6 +277,24 @@ class FakeBybit:
         self.stop()
 
 
+def malformed(kind, endpoint, result):
+    "A copy of a good `result` of `endpoint` spoiled as `kind`: no list, a short row, a non-numeric field."
+    result = json.loads(json.dumps(result))
+    if kind == 'nolist':
+        result.pop('list', None)
+        return result
+    rows = result['list'] or ([['1719792000000', '1', '1', '1', '1', '1', '1']] if endpoint == 'kline' else [{}])
+    if endpoint == 'kline':
+        rows[0] = rows[0][:5] if kind == 'shortrow' else [rows[0][0], 'abc', *rows[0][2:]]
+    elif endpoint == 'funding':
+        if kind == 'shortrow':
+            rows[0].pop('fundingRate', None)
+        else:
+            rows[0]['fundingRate'] = 'abc'
+    result['list'] = rows
+    return result
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -298,10 +321,10 @@ def _handler(fake: FakeBybit):
             headers, over = fake._limit_headers()
             if name is None:
                 return self.send(404, b'{"retCode":404,"retMsg":"Not Found"}', headers)
-            fault = fake._take_fault(name)
+            fault = fake._take_fault(name, q.get('symbol'))
             if fault and fault[0] == 'slow':
                 time.sleep(fault[3])  # then the right answer, too late for a short timeout
-            elif fault:
+            elif fault and fault[0] not in MALFORMED:
                 return self.fault(fault, headers)
             if over:
                 with fake.lock:
@@ -311,6 +334,8 @@ def _handler(fake: FakeBybit):
                 code, msg, result = getattr(fake, name)(q)
             except (ValueError, KeyError) as e:
                 code, msg, result = 10001, f'params error: {e}', {}
+            if fault and fault[0] in MALFORMED and code == 0:
+                result = malformed(fault[0], name, result)
             self.json(code, msg, result, headers)
 
         def json(self, code, msg, result, headers, status=200):
@@ -327,7 +352,7 @@ def _handler(fake: FakeBybit):
             self.wfile.write(body)
 
         def fault(self, fault, headers):
-            kind, slow_s = fault[0], fault[3]
+            kind = fault[0]
             if kind == 'ratelimit':
                 reset = int(time.time() * 1000) + 200
                 return self.json(

@@ -153,3 +153,51 @@ def test_plain_postgresql_url_uses_installed_driver(db_url):
     if not db_url.startswith('postgresql'):
         pytest.skip('PostgreSQL only')
     assert connect(db_url).engine.dialect.driver == 'psycopg2'
+
+
+@pytest.mark.parametrize('symbol', ['X' * 40, 'btcusdt', "BTC'--"])
+def test_malformed_symbol_is_refused_alike_on_both_backends_and_nothing_is_stored(db, symbol):
+    c, _ = candles(20, symbols=('BTCUSDT',))
+    bad = pd.concat([c, c.head(1).assign(symbol=symbol)], ignore_index=True)
+    with pytest.raises(DataError, match='have symbol'):
+        db.upsert('raw_market_data', bad)
+    assert db.count_rows('raw_market_data') == 0
+
+
+def test_reads_stream_in_chunks_with_the_same_rows_on_both_backends(db):
+    c, _ = candles(1000)
+    db.upsert('raw_market_data', c)
+    sql = 'SELECT symbol, timestamp, close FROM raw_market_data ORDER BY symbol, timestamp'
+    chunks = list(db.iter_sql(sql, chunk_rows=300))
+    assert [len(x) for x in chunks] == [300] * 6 + [200]
+    whole = pd.concat(chunks, ignore_index=True)
+    pd.testing.assert_frame_equal(whole, db.read_sql(sql))
+    assert str(whole.timestamp.dtype) == 'datetime64[ns, UTC]' and whole.close.dtype == np.float64
+    assert len(list(db.iter_sql(sql + ' LIMIT 0'))) == 1  # an empty result is one empty frame with its columns
+    assert list(next(db.iter_sql(sql + ' LIMIT 0')).columns) == ['symbol', 'timestamp', 'close']
+
+
+def test_iter_processed_reads_one_symbol_at_a_time_with_only_the_asked_columns(db):
+    c, _ = candles(100)
+    key = c[['symbol', 'interval', 'timestamp']]
+    db.upsert('processed_market_data', key.assign(rsi=1.0, adx=2.0, wide=3.0))
+    got = list(db.iter_processed(columns=['rsi']))
+    assert [s for s, _ in got] == ['BTCUSDT', 'ETHUSDT']
+    assert all(list(f.columns) == ['symbol', 'timestamp', 'rsi'] and (f.symbol == s).all() for s, f in got)
+
+
+def test_init_db_adds_declared_columns_an_older_database_lacks(db_url):
+    import sqlalchemy as sa
+
+    d = connect(db_url)
+    with d.engine.begin() as c:  # model_predictions as an older cryptotft created it: no expected-return columns
+        c.exec_driver_sql(
+            'CREATE TABLE model_predictions (run_id VARCHAR(64), symbol VARCHAR(32), "timestamp" BIGINT, '
+            'buy_q50 FLOAT, sell_q50 FLOAT, PRIMARY KEY (run_id, symbol, "timestamp"))'
+        )
+        c.exec_driver_sql("INSERT INTO model_predictions VALUES ('r1', 'BTCUSDT', 1719792000000, 0.5, -0.5)")
+    assert d.init_db() is True and d.init_db() is False
+    cols = {c['name'] for c in sa.inspect(d.engine).get_columns('model_predictions')}
+    assert {'buy_expected_return', 'sell_expected_return', 'buy_q10', 'sell_return'} <= cols
+    row = d.read_sql('SELECT * FROM model_predictions').iloc[0]
+    assert row.buy_q50 == 0.5 and np.isnan(row.buy_expected_return)

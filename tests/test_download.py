@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryptotft.config import BybitConfig, Config, ConfigError, DataError, from_ms, to_ms
+from cryptotft.config import BybitConfig, Config, ConfigError, DataError, config_from_dict, from_ms, to_ms
 from cryptotft.db import connect
-from cryptotft.download import BybitClient, download, import_csv, validate_symbols
-from fake_bybit import FAULTS, FakeBybit
+from cryptotft.download import EARLIEST_MS, BybitClient, download, import_csv, validate_symbols
+from fake_bybit import FAULTS, MALFORMED, FakeBybit
 
 STEP = 900_000
+T0 = 1719792000000  # 2024-07-01 00:00 UTC
 SYMS = ('BTCUSDT', 'ETHUSDT', 'SOLUSDT')
 OHLCV = ['open', 'high', 'low', 'close', 'volume', 'turnover']
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,6 +210,59 @@ def test_lasting_fault_reports_error_and_keeps_partial_data_correct(kind, fake, 
         assert_same_as_server(sqlite_db, fake, s)
 
 
+@pytest.mark.parametrize('kind', MALFORMED)
+@pytest.mark.parametrize('path', ['kline', 'funding'])
+def test_malformed_replies_for_one_symbol_are_retried_to_complete_data(kind, path, fake, sqlite_db):
+    fake.fail_next(kind, n=2, path=path, symbol='ETHUSDT')
+    rep = run(fake, sqlite_db)
+    assert rep.errors == {}
+    for s in SYMS:
+        assert_same_as_server(sqlite_db, fake, s)
+        assert len(sqlite_db.read_funding(s)) == len(fake.funding_events(s))
+
+
+@pytest.mark.parametrize('kind', MALFORMED)
+@pytest.mark.parametrize('path', ['kline', 'funding'])
+def test_lasting_malformed_replies_end_that_symbol_only(kind, path, fake, sqlite_db):
+    fake.fail_next(kind, n=10**6, path=path, symbol='ETHUSDT')
+    rep = run(fake, sqlite_db)
+    assert list(rep.errors) == ['ETHUSDT'], rep.errors
+    assert 'Bybit sent' in rep.errors['ETHUSDT'] and 'gave up after 4 tries' in rep.errors['ETHUSDT']
+    assert '\n' not in rep.errors['ETHUSDT']
+    for s in ('BTCUSDT', 'SOLUSDT'):  # the other symbols downloaded whole
+        assert_same_as_server(sqlite_db, fake, s)
+        assert len(sqlite_db.read_funding(s)) == len(fake.funding_events(s))
+    assert_subset_of_server(sqlite_db, fake, 'ETHUSDT')
+
+
+def test_download_never_asks_for_times_before_2009(fake, sqlite_db):
+    rep = run(fake, sqlite_db, symbols=['BTCUSDT'], start='2001-01-01')
+    assert rep.errors == {}
+    assert min(int(p['start']) for p in fake.params('kline')) >= EARLIEST_MS
+    assert min(int(p['startTime']) for p in fake.params('funding')) >= EARLIEST_MS
+    assert_same_as_server(sqlite_db, fake, 'BTCUSDT')
+
+
+@pytest.mark.parametrize('days', [0, -3])
+def test_days_below_one_is_a_config_error_not_the_default(days, fake, sqlite_db):
+    with pytest.raises(ConfigError, match=f'days .* must be >= 1, got {days}'):
+        run(fake, sqlite_db, start=None, days=days)
+    assert fake.count() == 0
+
+
+@pytest.mark.parametrize('symbol', ['BTC-USDT', 'btcusdt', 'X' * 31, "BTC' OR 1=1"])
+def test_malformed_symbols_are_refused_where_they_enter(symbol, fake, sqlite_db, tmp_path):
+    with pytest.raises(ConfigError, match='is not a symbol'):
+        run(fake, sqlite_db, symbols=['BTCUSDT', symbol])
+    assert fake.count() == 0
+    fake.closed_candles('ETHUSDT').head(5).to_csv(tmp_path / 'eth.csv', index=False)
+    with pytest.raises(ConfigError, match='is not a symbol'):
+        import_csv(sqlite_db, tmp_path / 'eth.csv', symbol)
+    with pytest.raises(ConfigError, match="'data_download.symbols' must list"):
+        config_from_dict({'data_download': {'symbols': [symbol]}}, env={})
+    assert sqlite_db.count_rows('raw_market_data') == 0
+
+
 def test_faults_on_instruments_are_retried(fake, sqlite_db):
     fake.fail_next('http500', n=2, path='instruments')
     valid, invalid = validate_symbols(
@@ -302,7 +356,7 @@ def test_import_csv_binance_headerless_and_named_columns_give_same_rows(tmp_path
 def test_import_csv_rejects_bad_ohlc_and_writes_nothing(tmp_path, sqlite_db):
     df = pd.DataFrame(
         {
-            'timestamp': [0, STEP],
+            'timestamp': [T0, T0 + STEP],
             'open': [1.0, 1.0],
             'high': [0.5, 1.0],
             'low': [1.0, 1.0],
@@ -313,6 +367,43 @@ def test_import_csv_rejects_bad_ohlc_and_writes_nothing(tmp_path, sqlite_db):
     df.to_csv(tmp_path / 'bad.csv', index=False)
     with pytest.raises(DataError, match='high/low'):
         import_csv(sqlite_db, tmp_path / 'bad.csv', 'XUSDT')
+    assert sqlite_db.count_rows('raw_market_data') == 0
+
+
+def kline_file(path, ts):
+    "A Binance-layout CSV of len(ts) valid candles opening at `ts` (epoch numbers: no header; dates: a header)."
+    ts = np.asarray(ts)
+    px = 100 + np.arange(len(ts), dtype=float)
+    df = pd.DataFrame({'open_time': ts, 'open': px, 'high': px + 1, 'low': px - 1, 'close': px, 'volume': 1.0})
+    df = df.assign(close_time=ts, quote_volume=1.0, count=1, taker_base=0.0, taker_quote=0.0, ignore=0)
+    df.to_csv(path, header=ts.dtype.kind not in 'iuf', index=False)
+    return path
+
+
+def test_import_refuses_a_mixed_unit_file_with_one_error_and_stores_nothing(tmp_path, sqlite_db):
+    secs = (T0 + STEP * np.arange(10)) // 1000
+    mixed = secs.copy()
+    mixed[6] = mixed[6] * 1000  # one millisecond row in a seconds file: year 55970 if read as seconds
+    with pytest.raises(DataError) as e:
+        import_csv(sqlite_db, kline_file(tmp_path / 'mixed.csv', mixed), 'BTCUSDT')
+    msg = str(e.value)
+    assert 'mixed units (9 in s, 1 in ms' in msg and 'data row 7' in msg and '\n' not in msg, msg
+    assert sqlite_db.count_rows('raw_market_data') == 0
+    assert import_csv(sqlite_db, kline_file(tmp_path / 'secs.csv', secs), 'BTCUSDT') == 10  # one unit: fine
+    assert (to_ms(sqlite_db.read_candles('BTCUSDT').timestamp) == T0 + STEP * np.arange(10)).all()
+
+
+@pytest.mark.parametrize(
+    'ts',
+    [
+        1_199_145_600_000 + STEP * np.arange(10),  # 2008-01-01, in ms: before any crypto exchange
+        (T0 + STEP * np.arange(10)) * 1000 // 1000 + 50 * 365 * 86_400_000,  # 2074: after now + 1 day
+        ['1999-01-01 00:00', '1999-01-01 00:15'],  # text dates out of range
+    ],
+)
+def test_import_refuses_times_outside_2009_to_tomorrow_and_stores_nothing(ts, tmp_path, sqlite_db):
+    with pytest.raises(DataError, match='outside 2009-01-01 .. now \\+ 1 day'):
+        import_csv(sqlite_db, kline_file(tmp_path / 'old.csv', ts), 'BTCUSDT')
     assert sqlite_db.count_rows('raw_market_data') == 0
 
 
@@ -406,3 +497,9 @@ def test_cli_validate_symbols_and_import_csv(fake, tmp_path, sqlite_url):
     )
     assert r.returncode == 0, r.stderr
     assert len(connect(sqlite_url).read_candles('ETHUSDT')) == 20
+
+
+def test_cli_days_zero_is_one_line_error_not_three_years(fake, tmp_path, sqlite_url):
+    r = cli('--db', sqlite_url, 'download', '--symbols', 'BTCUSDT', '--days', '0', '--base-url', fake.url, cwd=tmp_path)
+    assert r.returncode != 0 and fake.count() == 0
+    assert r.stderr.strip().count('\n') == 0 and 'days' in r.stderr and ' 1' in r.stderr, r.stderr
