@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from . import __version__
 from .config import ConfigError, Config, load_config, validate_run_id, with_overrides
-from .console import known_secrets, redact, remove_log_handlers, setup_logging, user_error
+from .console import known_secrets, quiet_stderr, redact, remove_log_handlers, setup_logging, user_error
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def _symbols(s: str | None) -> list[str] | None:
     "Comma-separated symbols -> upper-case list."
     return None if not s else [x.strip().upper() for x in s.split(',') if x.strip()]
 
-
+# %% ../nbs/10_cli.ipynb #fb417a14
 def _config(args) -> Config:
     "Config from --config, with --db applied."
     cfg = load_config(args.config)
@@ -39,19 +39,19 @@ def _config(args) -> Config:
         cfg = dataclasses.replace(cfg, database=dataclasses.replace(cfg.database, url_override=args.db))
     return cfg
 
-
+# %% ../nbs/10_cli.ipynb #05ee0883
 def _db(cfg: Config):
     "Connected database (created schema is the caller's business)."
     from cryptotft.db import connect
 
     return connect(cfg.database.url)
 
-
+# %% ../nbs/10_cli.ipynb #c8f15dff
 def _run_id(run_id: str | None) -> str | None:
     "A run id from the command line, checked; None stays None (a new id is made)."
     return None if run_id is None else validate_run_id(run_id)
 
-
+# %% ../nbs/10_cli.ipynb #6c35e583
 def _positive_int(text: str) -> int:
     "argparse type: an integer >= 1 (`--days 0` is a mistake, not 'the default')."
     try:
@@ -62,7 +62,7 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
-
+# %% ../nbs/10_cli.ipynb #8fb501cd
 def _secret(env: str, prompt: str) -> str:
     "A password from the environment variable `env`, else asked on the terminal; never from argv."
     value = os.environ.get(env)
@@ -77,6 +77,14 @@ def _secret(env: str, prompt: str) -> str:
         raise ConfigError(f"no password given: set {env} or type one")
     return value
 
+# %% ../nbs/10_cli.ipynb #9eb48fc0
+def _bybit(args) -> Config:
+    "Config with --base-url applied."
+    cfg = _config(args)
+    if getattr(args, 'base_url', None):
+        cfg = with_overrides(cfg, bybit=dict(base_url=args.base_url))
+    return cfg
+
 # %% ../nbs/10_cli.ipynb #b808a4d4
 def cmd_init_db(args):
     "Create every table (re-running is a no-op)."
@@ -85,7 +93,7 @@ def cmd_init_db(args):
     created = db.init_db()
     print(f"{'created' if created else 'already up to date'}: {db} (schema version {db.schema_version()})")
 
-
+# %% ../nbs/10_cli.ipynb #b4d80f03
 def cmd_demo_data(args):
     "Write a SYNTHETIC market into the database (offline demo and tests)."
     from cryptotft.synthetic import synthetic_market
@@ -114,15 +122,7 @@ def cmd_validate_symbols(args):
         print(f"invalid: {s}: {why}")
     return 1 if invalid else 0
 
-
-def _bybit(args) -> Config:
-    "Config with --base-url applied."
-    cfg = _config(args)
-    if getattr(args, 'base_url', None):
-        cfg = with_overrides(cfg, bybit=dict(base_url=args.base_url))
-    return cfg
-
-
+# %% ../nbs/10_cli.ipynb #4f2679ab
 def cmd_download(args):
     "Download (incrementally) candles and funding rates from Bybit."
     from cryptotft.download import download
@@ -146,7 +146,7 @@ def cmd_download(args):
         print(f"error: {s}: {e}", file=sys.stderr)
     return 1 if rep.errors else 0
 
-
+# %% ../nbs/10_cli.ipynb #33a929e3
 def cmd_import_csv(args):
     "Import a local Bybit/Binance kline CSV (or parquet) file."
     from cryptotft.download import import_csv
@@ -168,7 +168,7 @@ def cmd_prepare(args):
     n = prepare(cfg, db, symbols=_symbols(args.symbols), progress=not args.quiet, full=args.full)
     print(f"prepared {n} bars")
 
-
+# %% ../nbs/10_cli.ipynb #9868bff2
 def cmd_export_dataset(args):
     "Write one self-contained dataset snapshot file (for training without a database)."
     from cryptotft.dataset import dataset_from_db, export_dataset
@@ -179,7 +179,7 @@ def cmd_export_dataset(args):
     export_dataset(ds, args.out)
     print(f"wrote {args.out}")
 
-
+# %% ../nbs/10_cli.ipynb #b6a2edb1
 def cmd_train(args):
     "Train a TFT on the database (or a dataset snapshot) and save the run."
     from cryptotft.dataset import dataset_from_db, load_dataset
@@ -229,7 +229,7 @@ def cmd_evaluate(args):
     print(f"* beats the zero predictor: paired block bootstrap, Holm-adjusted over {n} flagged comparisons")
     print(f"long form: {Path(cfg.training.runs_dir) / run_id / 'metrics.csv'}")
 
-
+# %% ../nbs/10_cli.ipynb #31a7bd41
 def cmd_backtest(args):
     "Backtest a run's signals with the label simulator."
     from cryptotft.backtest import backtest_run
@@ -239,7 +239,7 @@ def cmd_backtest(args):
     res = backtest_run(cfg, run_id, threshold=args.threshold, runs_dir=cfg.training.runs_dir)
     print(res.summary.to_string())
 
-
+# %% ../nbs/10_cli.ipynb #5903b711
 def cmd_predict(args):
     "Store a run's test-period predictions, or score the newest bar of every symbol."
     from cryptotft.predict import predict_latest, predict_run
@@ -263,7 +263,7 @@ def cmd_report(args):
     out = run_report(cfg, params, notebook=args.notebook, config_path=args.config or 'config.yaml')
     print(f"report: {out}")
 
-
+# %% ../nbs/10_cli.ipynb #a5936541
 def cmd_pipeline(args):
     "The whole chain: init-db, symbols, download, prepare, train, evaluate, predict, report."
     from cryptotft.pipeline import run_pipeline
@@ -286,7 +286,7 @@ def cmd_pipeline(args):
     else:
         print('done; no run trained (the train stage was skipped)')
 
-
+# %% ../nbs/10_cli.ipynb #12d66a69
 def cmd_runs(args):
     "List recorded runs."
     cfg = _config(args)
@@ -323,7 +323,7 @@ def cmd_remote_run(args):
     )
     print(f"run folder: {local}")
 
-
+# %% ../nbs/10_cli.ipynb #e6eb3277
 def cmd_remote_status(args):
     "State and log tail of a remote run."
     from cryptotft.remote import remote_status
@@ -333,7 +333,7 @@ def cmd_remote_status(args):
     print(f"{st.run_id}: {st.state}" + ('' if st.exit_code is None else f" (exit {st.exit_code})"))
     return 0 if st.state in ('running', 'starting', 'finished') else 1
 
-
+# %% ../nbs/10_cli.ipynb #3b36d847
 def cmd_remote_fetch(args):
     "Copy a remote run folder back (optionally waiting for the end)."
     from cryptotft.remote import fetch_run
@@ -352,7 +352,7 @@ def cmd_metabase_views(args):
     create_readonly_role(db, password, role=args.role)
     print(f"read-only role {args.role}: may connect and SELECT from the tables and views, nothing else")
 
-
+# %% ../nbs/10_cli.ipynb #46f216b5
 def cmd_metabase_provision(args):
     "Create Metabase's database connection, questions and dashboard (idempotent)."
     from cryptotft.metabase import metabase_db_target, provision
@@ -383,7 +383,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
+# %% ../nbs/10_cli.ipynb #b665656c
+def _o(*args, **kw):
+    return args, kw
 
+
+SYM = _o('--symbols', help='comma-separated symbols, e.g. BTCUSDT,ETHUSDT (default: all configured/stored)')
+RUN = _o('--run', required=True, help='run id (a folder under runs/)')
+
+# %% ../nbs/10_cli.ipynb #b3ecf233
 def _add(sub, name, fn, help, *opts):
     p = sub.add_parser(name, help=help, description=help)
     for args, kw in opts:
@@ -391,13 +399,59 @@ def _add(sub, name, fn, help, *opts):
     p.set_defaults(fn=fn)
     return p
 
+# %% ../nbs/10_cli.ipynb #63e1b696
+def _remote_parser(s):
+    r = s.add_parser('remote', help='train on a rented GPU over SSH (Vast.ai)').add_subparsers(
+        dest='remote_cmd', metavar='ACTION', required=True
+    )
+    _add(
+        r,
+        'run',
+        cmd_remote_run,
+        'sync code + snapshot, run the report notebook detached, fetch runs/<run_id>/',
+        _o('--host', required=True),
+        _o('--port', type=int, default=22),
+        _o('--user', default='root'),
+        _o('--key', help='SSH private key'),
+        _o('--remote-dir', default='cryptotft'),
+        _o('--remote-python', help='use this interpreter as is (skips installing the GPU requirements)'),
+        _o('--snapshot', help='existing dataset snapshot (default: export one from the database)'),
+        SYM,
+        _o('--param', action='append', metavar='KEY=VALUE'),
+        _o('--run-id'),
+        _o('--no-follow', action='store_true', help='start and return; reattach with remote status/fetch'),
+    )
+    _add(r, 'status', cmd_remote_status, 'state and log of a remote run', _o('run_id'))
+    _add(r, 'fetch', cmd_remote_fetch, 'copy runs/<run_id>/ back', _o('run_id'), _o('--wait', action='store_true'))
 
-def _o(*args, **kw):
-    return args, kw
+# %% ../nbs/10_cli.ipynb #6dc5eed7
+def _metabase_parser(s):
+    from cryptotft.metabase import READONLY_ROLE
 
-
-SYM = _o('--symbols', help='comma-separated symbols, e.g. BTCUSDT,ETHUSDT (default: all configured/stored)')
-RUN = _o('--run', required=True, help='run id (a folder under runs/)')
+    m = s.add_parser('metabase', help='analytics views and Metabase dashboards').add_subparsers(
+        dest='metabase_cmd', metavar='ACTION', required=True
+    )
+    role = _o('--role', default=READONLY_ROLE, help='read-only database role Metabase logs in as')
+    _add(
+        m,
+        'views',
+        cmd_metabase_views,
+        'create/replace the analytics views and the read-only role (PostgreSQL; password: '
+        'CRYPTOTFT_METABASE_DB_PASSWORD)',
+        role,
+    )
+    _add(
+        m,
+        'provision',
+        cmd_metabase_provision,
+        "create Metabase's connection, questions and dashboard (idempotent; password: METABASE_PASSWORD)",
+        _o('--url', default='http://localhost:3333'),
+        _o('--user', required=True),
+        _o('--password', help=argparse.SUPPRESS),
+        _o('--db-host', help='database host as Metabase sees it (default: from --db; localhost: postgres)'),
+        _o('--db-port', type=int, help='database port as Metabase sees it (default: from --db; localhost: 5432)'),
+        role,
+    )
 
 # %% ../nbs/10_cli.ipynb #55ae665b
 def build_parser() -> argparse.ArgumentParser:
@@ -509,71 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     _metabase_parser(s)
     return p
 
-# %% ../nbs/10_cli.ipynb #63e1b696
-def _remote_parser(s):
-    r = s.add_parser('remote', help='train on a rented GPU over SSH (Vast.ai)').add_subparsers(
-        dest='remote_cmd', metavar='ACTION', required=True
-    )
-    _add(
-        r,
-        'run',
-        cmd_remote_run,
-        'sync code + snapshot, run the report notebook detached, fetch runs/<run_id>/',
-        _o('--host', required=True),
-        _o('--port', type=int, default=22),
-        _o('--user', default='root'),
-        _o('--key', help='SSH private key'),
-        _o('--remote-dir', default='cryptotft'),
-        _o('--remote-python', help='use this interpreter as is (skips installing the GPU requirements)'),
-        _o('--snapshot', help='existing dataset snapshot (default: export one from the database)'),
-        SYM,
-        _o('--param', action='append', metavar='KEY=VALUE'),
-        _o('--run-id'),
-        _o('--no-follow', action='store_true', help='start and return; reattach with remote status/fetch'),
-    )
-    _add(r, 'status', cmd_remote_status, 'state and log of a remote run', _o('run_id'))
-    _add(r, 'fetch', cmd_remote_fetch, 'copy runs/<run_id>/ back', _o('run_id'), _o('--wait', action='store_true'))
-
-
-def _metabase_parser(s):
-    from cryptotft.metabase import READONLY_ROLE
-
-    m = s.add_parser('metabase', help='analytics views and Metabase dashboards').add_subparsers(
-        dest='metabase_cmd', metavar='ACTION', required=True
-    )
-    role = _o('--role', default=READONLY_ROLE, help='read-only database role Metabase logs in as')
-    _add(
-        m,
-        'views',
-        cmd_metabase_views,
-        'create/replace the analytics views and the read-only role (PostgreSQL; password: '
-        'CRYPTOTFT_METABASE_DB_PASSWORD)',
-        role,
-    )
-    _add(
-        m,
-        'provision',
-        cmd_metabase_provision,
-        "create Metabase's connection, questions and dashboard (idempotent; password: METABASE_PASSWORD)",
-        _o('--url', default='http://localhost:3333'),
-        _o('--user', required=True),
-        _o('--password', help=argparse.SUPPRESS),
-        _o('--db-host', help='database host as Metabase sees it (default: from --db; localhost: postgres)'),
-        _o('--db-port', type=int, help='database port as Metabase sees it (default: from --db; localhost: 5432)'),
-        role,
-    )
-
-# %% ../nbs/10_cli.ipynb #30a60d9f
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `cryptotft` console script and of `python -m cryptotft`."
-    p = build_parser()
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:  # usage errors, --help, --version
-        return e.code if isinstance(e.code, int) else 0
-    if args.verbose < 2:  # TensorFlow's start-up chatter is not for CLI users; -vv brings it back
-        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    secrets = known_secrets(args.db)
+# %% ../nbs/10_cli.ipynb #ebe6397e
+def _dispatch(p: argparse.ArgumentParser, args, secrets) -> int:
+    "Run the command `args` names; a failure becomes one line on stderr (after the traceback of a bug or --debug)."
     try:
         setup_logging(args.verbose, args.log_file, secrets)
         if not getattr(args, 'fn', None):
@@ -593,6 +585,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         remove_log_handlers(logging.getLogger('cryptotft'))
+
+# %% ../nbs/10_cli.ipynb #30a60d9f
+def main(argv: list[str] | None = None) -> int:
+    "Entry point of the `cryptotft` console script and of `python -m cryptotft`."
+    p = build_parser()
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:  # usage errors, --help, --version
+        return e.code if isinstance(e.code, int) else 0
+    if args.verbose < 2:  # TensorFlow's start-up chatter is not for CLI users; -vv brings it back
+        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    with quiet_stderr(enabled=args.verbose < 2):
+        return _dispatch(p, args, known_secrets(args.db))
 
 
 if __name__ == '__main__' and 'IPython' not in sys.modules:

@@ -1,5 +1,5 @@
 """What a user sees of a command besides its result: one line for every failure, no password anywhere,
-and log records where they were asked for.
+log records where they were asked for, and none of the libraries' start-up chatter.
 
 Docs: https://cryptotft.github.io/cryptotft/console.html.md"""
 
@@ -7,10 +7,13 @@ Docs: https://cryptotft.github.io/cryptotft/console.html.md"""
 
 # %% ../nbs/10a_console.ipynb #1507b8f8
 from __future__ import annotations
+import contextlib
 import logging
 import os
 import re
+import select
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import unquote
 from .config import CryptoTFTError
@@ -18,19 +21,19 @@ from .config import CryptoTFTError
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SECRET_ENV', 'url_password', 'known_secrets', 'redact', 'user_error', 'remove_log_handlers', 'setup_logging']
+__all__ = ['log', 'SECRET_ENV', 'NATIVE_NOISE', 'url_password', 'known_secrets', 'redact', 'user_error', 'remove_log_handlers',
+           'setup_logging', 'NoiseFilter', 'quiet_stderr']
 
 # %% ../nbs/10a_console.ipynb #e0f01c79
-SECRET_ENV = ('CRYPTOTFT_DB_PASSWORD', 'METABASE_PASSWORD', 'CRYPTOTFT_METABASE_DB_PASSWORD')
-_URL_PASSWORD = re.compile(r'(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)')
-
-
 def url_password(url: str | None) -> str | None:
     "The password of a URL such as postgresql://user:pw@host/db, read even from a URL that does not parse."
     if not url or '://' not in url:
         return None
     userinfo = url.split('://', 1)[1].rpartition('@')[0]
     return userinfo.partition(':')[2] or None
+
+# %% ../nbs/10a_console.ipynb #b4e6d37d
+SECRET_ENV = ('CRYPTOTFT_DB_PASSWORD', 'METABASE_PASSWORD', 'CRYPTOTFT_METABASE_DB_PASSWORD')
 
 
 def known_secrets(db_url: str | None = None, env=None) -> list[str]:
@@ -39,6 +42,9 @@ def known_secrets(db_url: str | None = None, env=None) -> list[str]:
     found = [url_password(db_url), url_password(env.get('CRYPTOTFT_DB_URL'))] + [env.get(k) for k in SECRET_ENV]
     variants = {v for s in found if s for v in (s, unquote(s)) if len(v) >= 4}
     return sorted(variants, key=len, reverse=True)  # longest first: a secret inside another is masked whole
+
+# %% ../nbs/10a_console.ipynb #3d7a4836
+_URL_PASSWORD = re.compile(r'(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)')
 
 
 def redact(text: str, secrets=()) -> str:
@@ -57,7 +63,7 @@ def _raised_by(e: BaseException, modules: tuple) -> bool:
     "Whether `e`'s class (or a base of it) is defined in one of `modules`."
     return any(c.__module__.startswith(modules) for c in type(e).__mro__)
 
-
+# %% ../nbs/10a_console.ipynb #dcc565ec
 def user_error(e: BaseException) -> str | None:
     "One line for an error the user can act on; None for a bug."
     if isinstance(e, CryptoTFTError):
@@ -89,14 +95,14 @@ class _RedactingFormatter(logging.Formatter):
             text = f"{record.levelname.lower()}: {text}"
         return redact(text, self.secrets)
 
-
+# %% ../nbs/10a_console.ipynb #7608839d
 def remove_log_handlers(logger: logging.Logger):
     "Remove and close the handlers `setup_logging` added (main() may run again in this process: tests, notebooks)."
     for h in [h for h in logger.handlers if getattr(h, 'cryptotft_cli', False)]:
         logger.removeHandler(h)
         h.close()
 
-
+# %% ../nbs/10a_console.ipynb #94439263
 def setup_logging(verbose: int = 0, log_file: str | None = None, secrets=()) -> logging.Logger:
     "Send cryptotft's log records to stderr (warnings; info with -v, debug with -vv) and to `log_file` (all)."
     logger = logging.getLogger('cryptotft')
@@ -116,3 +122,77 @@ def setup_logging(verbose: int = 0, log_file: str | None = None, secrets=()) -> 
         logger.addHandler(h)
     logger.setLevel(min(h.level for h in handlers))
     return logger
+
+# %% ../nbs/10a_console.ipynb #32a4bd6b
+NATIVE_NOISE = (
+    rb'WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR',
+    rb'I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\] ',  # absl INFO from C++: oneDNN, XLA service, CPU features
+    rb'To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags',
+    rb'\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption',
+)
+
+
+class NoiseFilter:
+    "Cuts known noise out of a byte stream, line by line; everything else passes unchanged."
+
+    def __init__(self, patterns=NATIVE_NOISE):
+        self.noise = re.compile(b'|'.join(b'(?:' + p + b')' for p in patterns))
+        self.pending = b''  # the start of a line that has not been passed on yet
+
+    def feed(self, data: bytes) -> bytes:
+        "What to pass on now: the finished lines of what arrived, each cut where noise starts in it."
+        *lines, self.pending = (self.pending + data).split(b'\n')
+        return b''.join(self.cut(line + b'\n') for line in lines)
+
+    def flush(self) -> bytes:
+        "The unfinished line so far (a progress bar, a prompt), passed on now."
+        out = self.pending
+        self.pending = b''
+        return out
+
+    def cut(self, line: bytes) -> bytes:
+        "`line` up to where noise starts in it; the whole line when there is none."
+        found = self.noise.search(line)
+        return line if found is None else line[: found.start()]
+
+# %% ../nbs/10a_console.ipynb #f7583c6b
+def _pump(read_fd: int, write_fd: int, noise: NoiseFilter, idle: float = 0.05):
+    "Copy `read_fd` to `write_fd` through `noise` until end of file, then close both."
+    done = False
+    while not done:
+        ready, _, _ = select.select([read_fd], [], [], idle)
+        data = os.read(read_fd, 1 << 16) if ready else b''
+        done = bool(ready) and not data  # end of file: every writer has closed the pipe
+        out = noise.feed(data) if data else noise.flush()
+        try:
+            while out:
+                out = out[os.write(write_fd, out) :]
+        except OSError:  # the real stderr is gone: keep draining, so no writer blocks on a full pipe
+            pass
+    os.close(read_fd)
+    os.close(write_fd)
+
+# %% ../nbs/10a_console.ipynb #15786027
+@contextlib.contextmanager
+def quiet_stderr(enabled: bool = True, patterns=NATIVE_NOISE):
+    "Inside the block, what this process and its children write to file descriptor 2 passes a NoiseFilter."
+    if not enabled or sys.platform == 'win32':  # select() cannot wait on a pipe on Windows
+        yield
+        return
+    sys.stderr.flush()
+    try:
+        real = os.dup(2)
+    except OSError:  # no stderr to protect
+        yield
+        return
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    pump = threading.Thread(target=_pump, args=(read_fd, real, NoiseFilter(patterns)), daemon=True)
+    pump.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, 2)  # this process no longer writes into the pipe; the pump ends once children are done
+        pump.join(timeout=2)

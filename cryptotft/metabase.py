@@ -18,32 +18,17 @@ from .config import ConfigError, CryptoTFTError, DataError
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'LABEL_COLUMNS_NEEDED', 'LEADERBOARD_METRICS', 'VIEWS', 'VIEWS_SQL', 'READONLY_ROLE', 'QUESTIONS', 'DASHBOARD',
+__all__ = ['log', 'LEADERBOARD_METRICS', 'VIEWS', 'VIEWS_SQL', 'LABEL_COLUMNS_NEEDED', 'READONLY_ROLE', 'QUESTIONS', 'DASHBOARD',
            'create_views', 'create_readonly_role', 'metabase_db_target', 'Question', 'MetabaseError', 'MetabaseClient',
            'Provisioned', 'provision']
 
 # %% ../nbs/13_metabase.ipynb #635a6efe
-LABEL_COLUMNS_NEEDED = ('buy_return', 'sell_return', 'buy_profit', 'sell_profit')
-# column -> JSON path in model_metadata.metrics, as cryptotft.train and cryptotft.evaluate write it:
-# {"best_val_loss": .., "epochs_run": .., "test": {"buy_rank_ic_time": .., "sell_auc": .., ...}}
-LEADERBOARD_METRICS = {'best_val_loss': ('best_val_loss',), 'epochs_run': ('epochs_run',)} | {
-    f'test_{side}_{m}': ('test', f'{side}_{m}')
-    for m in ('rank_ic_time', 'direction_accuracy', 'auc', 'win_rate', 'avg_trade')
-    for side in ('buy', 'sell')
-}
-
-
 def _ts(col: str) -> str:
     return f"to_timestamp({col} / 1000.0)"
 
-
+# %% ../nbs/13_metabase.ipynb #6ea744b2
 def _month(col: str) -> str:
     return f"date_trunc('month', {_ts(col)} AT TIME ZONE 'UTC')"
-
-
-def _metric(col: str, path: tuple) -> str:
-    p = '{' + ','.join(path) + '}'
-    return f"CASE WHEN json_typeof(m #> '{p}') = 'number' THEN (m #>> '{p}')::float8 END AS {col}"
 
 # %% ../nbs/13_metabase.ipynb #ebd16d17
 _COVERAGE = f"""CREATE OR REPLACE VIEW v_data_coverage AS
@@ -62,6 +47,7 @@ SELECT c.symbol, c."interval", {_ts('c.first_ms')} AS first_bar, {_ts('c.last_ms
        {_ts('f.last_funding_ms')} AS last_funding
 FROM c LEFT JOIN f ON f.symbol = c.symbol LEFT JOIN p ON p.symbol = c.symbol AND p."interval" = c."interval";"""
 
+# %% ../nbs/13_metabase.ipynb #1c6a8155
 _LABELS = f"""CREATE OR REPLACE VIEW v_label_stats_monthly AS
 SELECT symbol, "interval", {_month('"timestamp"')} AS month, COUNT(*) AS bars, COUNT(buy_return) AS labelled_bars,
        avg(buy_return) AS buy_return_mean, avg(sell_return) AS sell_return_mean,
@@ -71,6 +57,21 @@ SELECT symbol, "interval", {_month('"timestamp"')} AS month, COUNT(*) AS bars, C
        avg(buy_profit) AS buy_win_rate, avg(sell_profit) AS sell_win_rate
 FROM processed_market_data GROUP BY 1, 2, 3;"""
 
+# %% ../nbs/13_metabase.ipynb #ac8ab0d3
+# column -> JSON path in model_metadata.metrics, as cryptotft.train and cryptotft.evaluate write it:
+# {"best_val_loss": .., "epochs_run": .., "test": {"buy_rank_ic_time": .., "sell_auc": .., ...}}
+LEADERBOARD_METRICS = {'best_val_loss': ('best_val_loss',), 'epochs_run': ('epochs_run',)} | {
+    f'test_{side}_{m}': ('test', f'{side}_{m}')
+    for m in ('rank_ic_time', 'direction_accuracy', 'auc', 'win_rate', 'avg_trade')
+    for side in ('buy', 'sell')
+}
+
+
+def _metric(col: str, path: tuple) -> str:
+    p = '{' + ','.join(path) + '}'
+    return f"CASE WHEN json_typeof(m #> '{p}') = 'number' THEN (m #>> '{p}')::float8 END AS {col}"
+
+# %% ../nbs/13_metabase.ipynb #1c2413c0
 _LEADERBOARD = f"""CREATE OR REPLACE VIEW v_model_leaderboard AS
 WITH r AS (SELECT *, regexp_replace(COALESCE(NULLIF(metrics, ''), '{{}}'), '-?Infinity|NaN', 'null', 'g')::json AS m
            FROM model_metadata)
@@ -85,7 +86,7 @@ def _point(side: str, alias: str = 'p.') -> str:
     "The side's point forecast: the expected return (mean head), else the median of a median-only run."
     return f"COALESCE({alias}{side}_expected_return, {alias}{side}_q50)"
 
-
+# %% ../nbs/13_metabase.ipynb #0ab99ce5
 def _signal() -> str:
     q = "p.buy_q50 IS NOT NULL OR p.sell_q50 IS NOT NULL"
     buy, sell = _point('buy'), _point('sell')
@@ -97,7 +98,7 @@ def _signal() -> str:
         f"WHEN COALESCE(p.buy_prob, 0) >= COALESCE(p.sell_prob, 0) THEN 'long' ELSE 'short' END"
     )
 
-
+# %% ../nbs/13_metabase.ipynb #c93eb029
 _SIGNALS = f"""CREATE OR REPLACE VIEW v_latest_signals AS
 SELECT DISTINCT ON (p.run_id, p.symbol) p.run_id, p.symbol, {_ts('p."timestamp"')} AS signal_time,
        {_signal()} AS signal,
@@ -112,7 +113,7 @@ SELECT DISTINCT ON (p.run_id, p.symbol) p.run_id, p.symbol, {_ts('p."timestamp"'
 FROM model_predictions p LEFT JOIN model_metadata m ON m.run_id = p.run_id
 ORDER BY p.run_id, p.symbol, p."timestamp" DESC;"""
 
-
+# %% ../nbs/13_metabase.ipynb #9f53c388
 def _hit(side: str) -> str:
     point = _point(side, '')
     return (
@@ -122,7 +123,7 @@ def _hit(side: str) -> str:
         f"WHEN {side}_return BETWEEN {side}_q10 AND {side}_q90 THEN 1.0 ELSE 0.0 END) AS {side}_band_coverage"
     )
 
-
+# %% ../nbs/13_metabase.ipynb #eda5f42a
 _PRED_VS_REAL = f"""CREATE OR REPLACE VIEW v_prediction_vs_realised_monthly AS
 SELECT run_id, symbol, {_month('"timestamp"')} AS month, COUNT(*) AS predictions,
        avg({_point('buy', '')}) AS buy_predicted_mean, avg(buy_q50) AS buy_predicted_median,
@@ -152,6 +153,9 @@ VIEWS_SQL = (
 )
 
 # %% ../nbs/13_metabase.ipynb #d7d44604
+LABEL_COLUMNS_NEEDED = ('buy_return', 'sell_return', 'buy_profit', 'sell_profit')
+
+
 def create_views(db) -> list[str]:
     "Create or replace the analytics views in `db` (a cryptotft.db.Database on PostgreSQL); returns their names."
     if db.dialect != 'postgresql':
@@ -175,7 +179,7 @@ def _ident(name: str) -> str:
     "A PostgreSQL identifier, quoted."
     return '"' + name.replace('"', '""') + '"'
 
-
+# %% ../nbs/13_metabase.ipynb #7a56f899
 def create_readonly_role(db, password: str, role: str = READONLY_ROLE) -> str:
     "Create or update `role`: it may log in, connect to `db` and SELECT its tables and views, nothing else."
     import psycopg2.extensions
@@ -237,19 +241,17 @@ class Question:
     place: tuple = (0, 0, 12, 6)  # row, col, width, height
     description: str = ''
 
+# %% ../nbs/13_metabase.ipynb #90de6490
+def _line(dims: list, metrics: list) -> dict:
+    "Chart settings: x axis (and series) from `dims`, y values from `metrics`."
+    return {'graph.dimensions': dims, 'graph.metrics': metrics}
 
+# %% ../nbs/13_metabase.ipynb #f751285d
 _LATEST_RUN = "(SELECT run_id FROM model_predictions GROUP BY run_id ORDER BY max(\"timestamp\") DESC LIMIT 1)"
 _SCORED_RUN = (
     "(SELECT v.run_id FROM v_prediction_vs_realised_monthly v LEFT JOIN model_metadata m ON m.run_id = v.run_id\n"
     "       WHERE v.buy_predicted_mean IS NOT NULL ORDER BY m.created_at DESC NULLS LAST, v.month DESC LIMIT 1)"
 )
-
-
-def _line(dims: list, metrics: list) -> dict:
-    "Chart settings: x axis (and series) from `dims`, y values from `metrics`."
-    return {'graph.dimensions': dims, 'graph.metrics': metrics}
-
-
 QUESTIONS = (
     Question(
         'Data coverage per symbol',
@@ -360,23 +362,12 @@ class MetabaseClient:
             )
         self.session = self.call('POST', '/api/session', {'username': email, 'password': password})['id']
 
-
+# %% ../nbs/13_metabase.ipynb #2dec2bc9
 def _items(answer) -> list:
     "Metabase lists come bare or as {'data': [...]} depending on the version and endpoint."
     return answer.get('data', []) if isinstance(answer, dict) else list(answer or [])
 
 # %% ../nbs/13_metabase.ipynb #7e7f068e
-@dataclass
-class Provisioned:
-    "What provisioning found or made."
-
-    database_id: int
-    dashboard_id: int
-    card_ids: dict
-    changes: list
-    url: str = ''
-
-
 def _ensure_database(mb: MetabaseClient, name: str, details: dict, changes: list) -> int:
     "Id of the Metabase database connection `name`, created when missing."
     for d in _items(mb.call('GET', '/api/database')):
@@ -387,7 +378,7 @@ def _ensure_database(mb: MetabaseClient, name: str, details: dict, changes: list
         'POST', '/api/database', {'name': name, 'engine': 'postgres', 'details': details, 'is_full_sync': True}
     )['id']
 
-
+# %% ../nbs/13_metabase.ipynb #8c3368c8
 def _card_body(q: Question, database_id: int) -> dict:
     return {
         'name': q.name,
@@ -397,7 +388,7 @@ def _card_body(q: Question, database_id: int) -> dict:
         'dataset_query': {'type': 'native', 'database': database_id, 'native': {'query': q.sql, 'template-tags': {}}},
     }
 
-
+# %% ../nbs/13_metabase.ipynb #ca4e3dd1
 def _ensure_cards(mb: MetabaseClient, database_id: int, changes: list) -> dict:
     "Name -> card id for every question; creates missing ones and updates changed ones."
     have = {c['name']: c for c in _items(mb.call('GET', '/api/card?f=all')) if not c.get('archived')}
@@ -419,7 +410,7 @@ def _placement(card: dict) -> tuple:
     "What makes two dashboard cards the same: the question and where it sits."
     return tuple(card.get(k) for k in ('card_id', 'row', 'col', 'size_x', 'size_y'))
 
-
+# %% ../nbs/13_metabase.ipynb #0f5aff2e
 def _ensure_dashboard(mb: MetabaseClient, card_ids: dict, changes: list) -> int:
     "Id of the dashboard, created when missing, with its cards laid out as QUESTIONS say."
     found = [
@@ -449,6 +440,17 @@ def _ensure_dashboard(mb: MetabaseClient, card_ids: dict, changes: list) -> int:
         mb.call('PUT', f"/api/dashboard/{dash_id}", {'dashcards': cards})
         changes.append('dashboard layout')
     return dash_id
+
+# %% ../nbs/13_metabase.ipynb #469e6843
+@dataclass
+class Provisioned:
+    "What provisioning found or made."
+
+    database_id: int
+    dashboard_id: int
+    card_ids: dict
+    changes: list
+    url: str = ''
 
 
 def provision(

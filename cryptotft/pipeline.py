@@ -47,11 +47,35 @@ def prep_fingerprint(cfg: Config, interval: str) -> int:
     digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
     return int(digest[:12], 16)
 
+# %% ../nbs/11_pipeline.ipynb #afdcd84a
+def prepare_labels(
+    cfg: Config, db, symbol: str, interval: str = '15', start=None, fingerprint: int | None = None
+) -> int:
+    "Compute and upsert expected-return labels (and the prep fingerprint) of one symbol for bars after `start`."
+    from cryptotft.labels import expected_returns, labels_for_storage
 
+    after = None if start is None else start + pd.Timedelta(milliseconds=1)
+    candles = db.read_candles(symbol, interval, start=after)
+    if len(candles) == 0:
+        return 0
+    labels = expected_returns(
+        candles,
+        cfg.risk_profile,
+        cfg.model.prediction_horizon,
+        funding=db.read_funding(symbol, start=after),
+        interval=interval,
+    )
+    fp = prep_fingerprint(cfg, interval) if fingerprint is None else fingerprint
+    rows = labels_for_storage(labels).assign(
+        symbol=symbol, interval=interval, timestamp=candles.timestamp.to_numpy(), prep_fingerprint=fp
+    )
+    return db.upsert('processed_market_data', rows)
+
+# %% ../nbs/11_pipeline.ipynb #3ab79915
 def _count(c, sql: str, **params) -> int:
     return int(c.execute(sa.text(sql), params).scalar() or 0)
 
-
+# %% ../nbs/11_pipeline.ipynb #8e2fdffc
 def _stale_reason(db, symbol: str, interval: str, fingerprint: int) -> str | None:
     "Why `symbol` must be processed again from its first candle; None when its rows can simply grow."
     where = 'WHERE symbol = :s AND "interval" = :i'
@@ -81,7 +105,7 @@ def _stale_reason(db, symbol: str, interval: str, fingerprint: int) -> str | Non
         return f"{raw - done} candles before its last processed bar are new (backfill)"
     return None
 
-
+# %% ../nbs/11_pipeline.ipynb #cd55a974
 def _label_start(db, symbol: str, interval: str):
     "Timestamp of the last labelled bar (labels are computed after it); None = from the first candle."
     if 'buy_return' not in db.columns('processed_market_data'):
@@ -93,30 +117,6 @@ def _label_start(db, symbol: str, interval: str):
     with db.engine.connect() as c:
         last = c.execute(sa.text(q), {'s': symbol, 'i': interval}).scalar()
     return None if last is None else pd.Timestamp(int(last), unit='ms', tz='UTC')
-
-# %% ../nbs/11_pipeline.ipynb #afdcd84a
-def prepare_labels(
-    cfg: Config, db, symbol: str, interval: str = '15', start=None, fingerprint: int | None = None
-) -> int:
-    "Compute and upsert expected-return labels (and the prep fingerprint) of one symbol for bars after `start`."
-    from cryptotft.labels import expected_returns, labels_for_storage
-
-    after = None if start is None else start + pd.Timedelta(milliseconds=1)
-    candles = db.read_candles(symbol, interval, start=after)
-    if len(candles) == 0:
-        return 0
-    labels = expected_returns(
-        candles,
-        cfg.risk_profile,
-        cfg.model.prediction_horizon,
-        funding=db.read_funding(symbol, start=after),
-        interval=interval,
-    )
-    fp = prep_fingerprint(cfg, interval) if fingerprint is None else fingerprint
-    rows = labels_for_storage(labels).assign(
-        symbol=symbol, interval=interval, timestamp=candles.timestamp.to_numpy(), prep_fingerprint=fp
-    )
-    return db.upsert('processed_market_data', rows)
 
 # %% ../nbs/11_pipeline.ipynb #037cca1a
 def prepare(
@@ -160,12 +160,12 @@ def data_fingerprint(cfg: Config, db, symbols) -> str:
     payload = json.dumps([d, sorted(symbols), state], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
-
+# %% ../nbs/11_pipeline.ipynb #daac47ad
 def _state(runs_dir) -> dict:
     p = Path(runs_dir) / 'pipeline_state.json'
     return json.loads(p.read_text()) if p.exists() else {}
 
-
+# %% ../nbs/11_pipeline.ipynb #8aa5eb2d
 def _save_state(runs_dir, state: dict):
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
     (Path(runs_dir) / 'pipeline_state.json').write_text(json.dumps(state, indent=1))
@@ -183,7 +183,7 @@ def demo_config(cfg: Config, days: int = 90) -> Config:
         training=dict(window_stride=8, early_stopping_patience=2, plot_every=1),
     )
 
-
+# %% ../nbs/11_pipeline.ipynb #d1cda06a
 def write_demo_market(cfg: Config, db, seed: int = 7, start: str = '2024-01-01') -> int:
     "Write the SYNTHETIC demo market unless it is already stored; returns candles written."
     from cryptotft.synthetic import synthetic_market
@@ -223,7 +223,7 @@ class PipelineResult:
     trained: bool
     stages: dict  # stage -> seconds, or 'skipped'
 
-
+# %% ../nbs/11_pipeline.ipynb #a4090736
 class _Stage:
     "Times one stage (or marks it skipped) into `timings` and logs one line about it."
 
@@ -265,6 +265,37 @@ def _acquire(cfg, db, demo, skip, t, progress):
                 log.warning('download of %s failed: %s', sym, e)
     return symbols
 
+# %% ../nbs/11_pipeline.ipynb #121f2714
+def _train_and_report(cfg, db, symbols, skip, t, progress, demo):
+    "Stages train, evaluate, predict, report; returns the run id (None when training was skipped)."
+    from cryptotft.dataset import dataset_from_db
+    from cryptotft.train import train
+
+    run_id = None
+    with _Stage('train', skip, t) as s:
+        if s.run:
+            res = train(cfg, dataset_from_db(db, cfg, symbols=symbols), db=db, progress=progress)
+            run_id = res.run_id
+            log.info('run %s in %s', run_id, res.run_dir)
+    if run_id is None:
+        return None
+    with _Stage('evaluate', skip, t) as s:
+        if s.run:
+            from cryptotft.evaluate import evaluate_run
+            from cryptotft.backtest import backtest_run
+
+            evaluate_run(cfg, run_id, runs_dir=cfg.training.runs_dir, db=db)
+            backtest_run(cfg, run_id, runs_dir=cfg.training.runs_dir, db=db)
+    with _Stage('predict', skip, t) as s:
+        if s.run:
+            from cryptotft.predict import predict_run
+
+            log.info('stored %d predictions', predict_run(cfg, db, run_id, runs_dir=cfg.training.runs_dir))
+    with _Stage('report', skip, t) as s:
+        if s.run:
+            run_report(cfg, {'run_id': run_id, 'synthetic': demo})
+    return run_id
+
 # %% ../nbs/11_pipeline.ipynb #a5f857e7
 def run_pipeline(
     cfg: Config, demo: bool = False, skip=(), force: bool = False, progress: bool = True, demo_days: int = 90
@@ -298,37 +329,6 @@ def run_pipeline(
         write_runs_index(runs_dir, db)
     return PipelineResult(run_id, run_id is not None, t)
 
-# %% ../nbs/11_pipeline.ipynb #121f2714
-def _train_and_report(cfg, db, symbols, skip, t, progress, demo):
-    "Stages train, evaluate, predict, report; returns the run id (None when training was skipped)."
-    from cryptotft.dataset import dataset_from_db
-    from cryptotft.train import train
-
-    run_id = None
-    with _Stage('train', skip, t) as s:
-        if s.run:
-            res = train(cfg, dataset_from_db(db, cfg, symbols=symbols), db=db, progress=progress)
-            run_id = res.run_id
-            log.info('run %s in %s', run_id, res.run_dir)
-    if run_id is None:
-        return None
-    with _Stage('evaluate', skip, t) as s:
-        if s.run:
-            from cryptotft.evaluate import evaluate_run
-            from cryptotft.backtest import backtest_run
-
-            evaluate_run(cfg, run_id, runs_dir=cfg.training.runs_dir, db=db)
-            backtest_run(cfg, run_id, runs_dir=cfg.training.runs_dir, db=db)
-    with _Stage('predict', skip, t) as s:
-        if s.run:
-            from cryptotft.predict import predict_run
-
-            log.info('stored %d predictions', predict_run(cfg, db, run_id, runs_dir=cfg.training.runs_dir))
-    with _Stage('report', skip, t) as s:
-        if s.run:
-            run_report(cfg, {'run_id': run_id, 'synthetic': demo})
-    return run_id
-
 # %% ../nbs/11_pipeline.ipynb #882b0fb5
 def report_notebook() -> Path:
     "The training report notebook of this checkout (./nbs/reports first, then beside the package)."
@@ -337,7 +337,7 @@ def report_notebook() -> Path:
     rel = Path('nbs/reports/train_report.ipynb')
     return rel if rel.exists() else Path(cryptotft.__file__).resolve().parents[1] / rel
 
-
+# %% ../nbs/11_pipeline.ipynb #fd03799f
 def _report_params(cfg: Config, params: dict, config_path) -> dict:
     "Fill the report's parameters: run id, paths as absolute strings; never the database URL."
     if 'db_url' in params:
@@ -353,7 +353,7 @@ def _report_params(cfg: Config, params: dict, config_path) -> dict:
     p['run_id'] = validate_run_id(p.get('run_id') or new_run_id(p.get('task') or cfg.training.task))
     return p
 
-
+# %% ../nbs/11_pipeline.ipynb #fc6f7974
 @contextlib.contextmanager
 def _environment(**values):
     "Set environment variables for the `with` block (a kernel started inside inherits them), then restore."
@@ -394,9 +394,6 @@ def run_report(cfg: Config, params: dict, notebook=None, config_path='config.yam
     return out
 
 # %% ../nbs/11_pipeline.ipynb #e85de22e
-_INDEX_MARK = '<!-- runs index: regenerated by `cryptotft pipeline`; edits below are lost -->'
-
-
 def runs_table(runs_dir) -> pd.DataFrame:
     "One row per run folder: id, task, symbols, data range and headline metrics from its run.json."
     rows = []
@@ -415,6 +412,18 @@ def runs_table(runs_dir) -> pd.DataFrame:
         )
     return pd.DataFrame(rows)
 
+# %% ../nbs/11_pipeline.ipynb #f4f91d75
+def _markdown_table(df: pd.DataFrame) -> str:
+    "A GitHub markdown table of `df` (no extra dependency)."
+    cells = [[str(c) for c in df.columns]] + [
+        ['' if pd.isna(v) else str(v) for v in r] for r in df.itertuples(index=False)
+    ]
+    lines = ['| ' + ' | '.join(r) + ' |' for r in cells]
+    return '\n'.join([lines[0], '|' + '---|' * len(df.columns), *lines[1:]])
+
+# %% ../nbs/11_pipeline.ipynb #0f417d3c
+_INDEX_MARK = '<!-- runs index: regenerated by `cryptotft pipeline`; edits below are lost -->'
+
 
 def write_runs_index(runs_dir, db=None) -> Path:
     "Regenerate the table of runs at the end of runs/README.md."
@@ -424,15 +433,6 @@ def write_runs_index(runs_dir, db=None) -> Path:
     body = _markdown_table(t) if len(t) else 'no runs yet'
     p.write_text(f"{head}\n\n{_INDEX_MARK}\n\n{body}\n")
     return p
-
-
-def _markdown_table(df: pd.DataFrame) -> str:
-    "A GitHub markdown table of `df` (no extra dependency)."
-    cells = [[str(c) for c in df.columns]] + [
-        ['' if pd.isna(v) else str(v) for v in r] for r in df.itertuples(index=False)
-    ]
-    lines = ['| ' + ' | '.join(r) + ' |' for r in cells]
-    return '\n'.join([lines[0], '|' + '---|' * len(df.columns), *lines[1:]])
 
 # %% ../nbs/11_pipeline.ipynb #7c86d8e8
 README_HEADER = '<!-- GENERATED from nbs/index.ipynb by cryptotft.pipeline.write_readme: edit the notebook -->'
@@ -444,7 +444,7 @@ def readme_from_index(index_path='nbs/index.ipynb') -> str:
     parts = [''.join(c['source']).strip() for c in cells if c['cell_type'] == 'markdown']
     return README_HEADER + '\n\n' + '\n\n'.join(p for p in parts if p) + '\n'
 
-
+# %% ../nbs/11_pipeline.ipynb #4c22c362
 def write_readme(index_path='nbs/index.ipynb', readme_path='README.md') -> bool:
     "Write README.md from the index notebook; True when it changed."
     text = readme_from_index(index_path)
