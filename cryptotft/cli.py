@@ -594,9 +594,9 @@ def main(argv: list[str] | None = None) -> int:
         args = p.parse_args(argv)
     except SystemExit as e:  # usage errors, --help, --version
         return e.code if isinstance(e.code, int) else 0
-    if args.verbose < 2:  # TensorFlow's start-up chatter is not for CLI users; -vv brings it back
+    if args.verbose < 1:  # TensorFlow's start-up chatter is not for CLI users; -v brings it back
         os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    with quiet_stderr(enabled=args.verbose < 2):
+    with quiet_stderr(enabled=args.verbose < 1):
         return _dispatch(p, args, known_secrets(args.db))
 
 

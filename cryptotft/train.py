@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import shutil
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import numpy as np
@@ -48,8 +49,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'XLA_MIN_STEPS', 'dataset_tensors', 'window_pipeline', 'Standardize', 'precision_policy', 'build_model',
-           'predict_windows', 'training_figure', 'LivePlot', 'TrainResult', 'training_strategy', 'train',
-           'train_walk_forward', 'load_run']
+           'predict_windows', 'training_figure', 'LivePlot', 'TrainResult', 'steps_per_execution', 'training_strategy',
+           'train', 'train_walk_forward', 'load_run']
 
 # %% ../nbs/07_train.ipynb #12caf022
 def dataset_tensors(ds: Dataset, task: str):
@@ -128,11 +129,23 @@ def build_model(tcfg: TFTConfig, scaler: dict, policy: str = 'float32') -> keras
         keras.mixed_precision.set_global_policy('float32')
 
 # %% ../nbs/07_train.ipynb #6e547a09
+_PREDICTION_HEADS = weakref.WeakKeyDictionary()  # model -> its prediction-only view, built (and traced) once
+
+
+def _prediction_head(model: keras.Model) -> keras.Model:
+    "The model's 'prediction' output as a model of its own, one per model: Keras traces its predict once."
+    head = _PREDICTION_HEADS.get(model)
+    if head is None:
+        head = keras.Model(model.inputs, model.output['prediction'])
+        _PREDICTION_HEADS[model] = head
+    return head
+
+
 def predict_windows(
     model: keras.Model, ds: Dataset, ends, batch_size: int = 1024, task: str = 'regression'
 ) -> np.ndarray:
     "The model's 'prediction' of the windows ending at `ends`: (n, 2, 1 + Q) mean and quantiles, or (n, 2)."
-    head = keras.Model(model.inputs, model.output['prediction'])  # skip the (n, T, T) attention
+    head = _prediction_head(model)  # skip the (n, T, T) attention
     T = model.input['features'].shape[1]  # the model's window, whatever ds was indexed for
     return head.predict(window_pipeline(ds, ends, task, batch_size, sequence_length=T), verbose=0).astype(np.float32)
 
@@ -270,9 +283,13 @@ def _compile(model: keras.Model, tcfg: TFTConfig, cfg: Config, steps: int):
         optimizer=keras.optimizers.AdamW(lr, weight_decay=m.weight_decay, clipnorm=1.0),
         loss={'prediction': prediction_loss(tcfg)},
         jit_compile=steps * m.epochs >= XLA_MIN_STEPS,
-        # small models: less per-step overhead (bench_train); a MirroredStrategy runs one step per call
-        steps_per_execution=4 if m.d_model <= 64 and not cfg.training.data_parallel else 1,
+        steps_per_execution=steps_per_execution(cfg),
     )
+
+
+def steps_per_execution(cfg: Config) -> int:
+    "Train steps per call: 4 for small models (less per-step overhead, bench_train); 1 under a MirroredStrategy."
+    return 4 if cfg.model.d_model <= 64 and not cfg.training.data_parallel else 1
 
 
 def _callbacks(cfg: Config, run_dir: Path, sample, task: str, names, live, quantiles=(0.1, 0.5, 0.9)) -> list:
@@ -291,6 +308,13 @@ def _callbacks(cfg: Config, run_dir: Path, sample, task: str, names, live, quant
 def _val_sample(ds: Dataset, ends, task: str, n: int = 512):
     "A fixed, evenly spread sample of validation windows for the live plots."
     return get_batch(ds, ends[np.linspace(0, len(ends) - 1, min(n, len(ends))).astype(int)], task)
+
+
+def _epoch_steps(n_windows: int, batch_size: int, cfg: Config) -> int:
+    "Steps per epoch, a whole number of executions: Keras then counts its progress bar right (no '12/9')."
+    steps = n_windows // batch_size if cfg.training.data_parallel else math.ceil(n_windows / batch_size)
+    k = steps_per_execution(cfg)
+    return max(k, k * math.ceil(steps / k))
 
 # %% ../nbs/07_train.ipynb #fb7b1f3a
 def _run_record(run_id, task, fold, cfg, ds, tcfg, scaler, policy, metrics, status) -> dict:
@@ -415,7 +439,8 @@ def train(
         # replicas must see equal halves of every batch: a data-parallel run drops the last, partial one
         window_pipeline(
             ds, train_ends, task, bs, True, cfg.training.seed, tensors, drop_remainder=cfg.training.data_parallel
-        ),
+        ).repeat(),
+        steps_per_epoch=_epoch_steps(len(train_ends), bs, cfg),
         validation_data=window_pipeline(ds, val_ends, task, bs, tensors=tensors),
         epochs=cfg.model.epochs,
         callbacks=_callbacks(

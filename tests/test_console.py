@@ -1,5 +1,5 @@
 """The console a user sees: native noise on file descriptor 2 is dropped (from this process and its children),
-everything else passes unchanged, in order and promptly; `cryptotft -vv` lets everything through."""
+everything else passes unchanged, in order and promptly; `cryptotft -v` lets everything through."""
 
 import os
 import select
@@ -108,17 +108,17 @@ def _cli(*args, cwd, timeout=300):
 
 
 @pytest.mark.slow
-def test_tensorflow_start_up_lines_are_dropped_and_vv_brings_them_back(tmp_path):
+def test_tensorflow_start_up_lines_are_dropped_and_v_brings_them_back(tmp_path):
     "`train` imports TensorFlow before it finds the snapshot missing: the quiet console is the one error line."
     quiet = _cli('train', '--dataset', 'missing.npz', cwd=tmp_path)
     assert quiet.returncode == 1 and quiet.stderr.count('\n') == 1 and quiet.stderr.startswith('error: '), quiet.stderr
-    loud = _cli('-vv', 'train', '--dataset', 'missing.npz', cwd=tmp_path)
+    loud = _cli('-v', 'train', '--dataset', 'missing.npz', cwd=tmp_path)
     assert loud.returncode == 1 and 'absl::InitializeLog()' in loud.stderr, loud.stderr
     assert loud.stderr.rstrip().splitlines()[-1] == quiet.stderr.strip()
 
 
 def test_report_kernel_writes_through_the_same_filter(tmp_path):
-    "The report's kernel inherits file descriptor 2: its transport warning is dropped, and comes back with -vv."
+    "The report's kernel inherits file descriptor 2: its transport warning is dropped, and comes back with -v."
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell('run_id = None\nruns_dir = None\nconfig_path = None')
     params.metadata['tags'] = ['parameters']
@@ -129,7 +129,7 @@ def test_report_kernel_writes_through_the_same_filter(tmp_path):
     quiet = _cli('--db', db, 'report', '--notebook', 'tiny.ipynb', '--param', 'run_id=r1', cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stderr == '', quiet.stderr
     assert quiet.stdout == f"report: {tmp_path / 'runs' / 'r1' / 'tiny.ipynb'}\n"
-    loud = _cli('-vv', '--db', db, 'report', '--notebook', 'tiny.ipynb', '--param', 'run_id=r2', cwd=tmp_path)
+    loud = _cli('-v', '--db', db, 'report', '--notebook', 'tiny.ipynb', '--param', 'run_id=r2', cwd=tmp_path)
     assert loud.returncode == 0
     if 'Kernel is running over TCP' not in loud.stderr:
         pytest.skip('this ipykernel does not warn about TCP transport: nothing to filter')

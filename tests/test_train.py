@@ -60,7 +60,9 @@ def test_saved_model_reloads_and_gives_identical_predictions(run):
     model, meta = load_run(res.run_dir)
     ds = load_dataset(meta['dataset_path'])  # the snapshot in the run folder, no database
     ends = ds.ends('test')
-    assert np.array_equal(predict_windows(model, ds, ends), predict_windows(res.model, snap, ends))
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), res.model.get_weights()))  # exact reload
+    # the same outputs up to float rounding (the trained model's predict graph was traced for other batch shapes)
+    np.testing.assert_allclose(predict_windows(model, ds, ends), predict_windows(res.model, snap, ends), atol=1e-5)
     assert meta['feature_names'] == snap.feature_names and meta['run_dir'] == str(res.run_dir.resolve())
 
 
@@ -138,16 +140,24 @@ os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
 import tensorflow as tf      # importing TensorFlow first is fine: the allocator is chosen at the first tensor
 import cryptotft
 x = tf.ones((256, 1024))
-try: tf.config.experimental.get_memory_info('CPU:0'); print('bfc')   # only the BFC allocator keeps stats
-except ValueError: print('default')
+try:
+    tf.config.experimental.get_memory_info('CPU:0')
+    stats = 'stats'
+except ValueError:
+    stats = 'nostats'
+print(os.environ.get('TF_CPU_ALLOCATOR_USE_BFC'), stats)
 """
 
 
-@pytest.mark.parametrize('user_value, expected', [(None, 'bfc'), ('false', 'default')])
+@pytest.mark.parametrize('user_value, expected', [(None, 'true'), ('false', 'false')])
 def test_importing_cryptotft_selects_the_bfc_cpu_allocator_unless_the_user_chose(user_value, expected):
     env = {k: v for k, v in os.environ.items() if k != 'TF_CPU_ALLOCATOR_USE_BFC'}
     if user_value is not None:
         env['TF_CPU_ALLOCATOR_USE_BFC'] = user_value
     res = subprocess.run([sys.executable, '-c', ALLOCATOR_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert res.stdout.split()[-1] == expected
+    chosen, stats = res.stdout.split()[-2:]
+    assert chosen == expected  # cryptotft chose BFC; a value the user set is kept
+    if expected == 'true':
+        # only the BFC allocator keeps memory stats on every host (some hosts' default allocator keeps them too)
+        assert stats == 'stats'
