@@ -15,7 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 from . import __version__
-from .config import ConfigError, Config, load_config, validate_run_id, with_overrides
+from .config import ConfigError, Config, check_symbol, load_config, validate_run_id, with_overrides
 from .console import known_secrets, quiet_stderr, redact, remove_log_handlers, setup_logging, user_error
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,10 @@ __all__ = ['log', 'SYM', 'RUN', 'cmd_init_db', 'cmd_demo_data', 'cmd_validate_sy
 
 # %% ../nbs/10_cli.ipynb #bcc14ce7
 def _symbols(s: str | None) -> list[str] | None:
-    "Comma-separated symbols -> upper-case list."
-    return None if not s else [x.strip().upper() for x in s.split(',') if x.strip()]
+    "Comma-separated symbols -> upper-case list, each checked against the one symbol pattern."
+    if not s:
+        return None
+    return [check_symbol(x.strip().upper(), '--symbols entry') for x in s.split(',') if x.strip()]
 
 # %% ../nbs/10_cli.ipynb #fb417a14
 def _config(args) -> Config:

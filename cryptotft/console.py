@@ -72,6 +72,11 @@ def user_error(e: BaseException) -> str | None:
         text = f"database error: {e}"
     elif _raised_by(e, _NETWORK_MODULES):
         text = f"network error: {e}"
+    elif isinstance(e, ModuleNotFoundError) and (e.name or '').split('.')[0] in ('tensorflow', 'keras'):
+        text = (
+            f"{e.name} is not installed: pip install 'cryptotft[cpu]' (or 'cryptotft[gpu]' on a CUDA machine) "
+            "for training and prediction"
+        )
     elif isinstance(e, OSError):
         text = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
     elif isinstance(e, UnicodeError) or _raised_by(e, _FILE_MODULES):
