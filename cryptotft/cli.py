@@ -8,7 +8,6 @@ Docs: https://cryptotft.github.io/cryptotft/cli.html.md"""
 # %% ../nbs/10_cli.ipynb #c2ad348e
 from __future__ import annotations
 import argparse
-import dataclasses
 import logging
 import os
 import sys
@@ -38,7 +37,7 @@ def _config(args) -> Config:
     "Config from --config, with --db applied."
     cfg = load_config(args.config)
     if getattr(args, 'db', None):
-        cfg = dataclasses.replace(cfg, database=dataclasses.replace(cfg.database, url_override=args.db))
+        cfg = with_overrides(cfg, database=dict(url_override=args.db))
     return cfg
 
 # %% ../nbs/10_cli.ipynb #05ee0883

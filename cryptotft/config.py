@@ -66,7 +66,7 @@ INTERVAL_MINUTES = {
     'D': 1440,
 }
 
-
+# %% ../nbs/00_config.ipynb #c3612eec
 def interval_ms(interval: str) -> int:
     "Length of one candle of a Bybit `interval` in milliseconds."
     if str(interval) not in INTERVAL_MINUTES:
@@ -91,7 +91,7 @@ def to_ms(ts) -> np.ndarray:
     # datetime64 of any unit, naive (taken as UTC) or tz-aware: int64 views, no Python objects
     return np.asarray(pd.DatetimeIndex(ts).as_unit('ms').asi8, dtype=np.int64)
 
-
+# %% ../nbs/00_config.ipynb #75a4071c
 def from_ms(ms) -> pd.Series | pd.Timestamp:
     "int64 epoch milliseconds -> tz-aware UTC timestamps (ns unit)."
     if np.ndim(ms) == 0:
@@ -107,7 +107,7 @@ def new_run_id(task: str = 'regression', now: float | None = None) -> str:
 # %% ../nbs/00_config.ipynb #bb32bc3a
 RUN_ID_PATTERN = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,63}')
 
-
+# %% ../nbs/00_config.ipynb #b74068e2
 def validate_run_id(run_id: str) -> str:
     "`run_id` when it is a plain name (`RUN_ID_PATTERN`), else a ConfigError."
     if not isinstance(run_id, str) or RUN_ID_PATTERN.fullmatch(run_id) is None:
@@ -120,7 +120,7 @@ def validate_run_id(run_id: str) -> str:
 # %% ../nbs/00_config.ipynb #26c2b14a
 SYMBOL_PATTERN = re.compile(r'[A-Z0-9]{2,30}')
 
-
+# %% ../nbs/00_config.ipynb #2144fe12
 def check_symbol(symbol: str, key: str = 'symbol') -> str:
     "`symbol` when it matches `SYMBOL_PATTERN`, else a ConfigError naming `key`."
     if not isinstance(symbol, str) or SYMBOL_PATTERN.fullmatch(symbol) is None:
@@ -153,7 +153,7 @@ class DatabaseConfig:
         auth = self.user + (f":{quote_plus(self.password)}" if self.password else '')
         return f"postgresql://{auth}@{self.host}:{self.port}/{self.name}"
 
-
+# %% ../nbs/00_config.ipynb #db0529a4
 @dataclass(frozen=True)
 class BybitConfig:
     "How the downloader talks to Bybit's v5 public market API."
@@ -165,7 +165,7 @@ class BybitConfig:
     timeout_s: float = 10.0
     max_retries: int = 6
 
-
+# %% ../nbs/00_config.ipynb #b7f3b345
 @dataclass(frozen=True)
 class DownloadConfig:
     "What to download."
@@ -188,7 +188,7 @@ class RiskProfile:
     take_profit_fee_pct: float = 0.02
     exit_fee_pct: float = 0.055
 
-
+# %% ../nbs/00_config.ipynb #e25d5abc
 @dataclass(frozen=True)
 class ModelConfig:
     "Shape of the Temporal Fusion Transformer and its optimiser."
@@ -209,7 +209,7 @@ class ModelConfig:
     variable_selection: str = 'auto'  # 'fast' (hand-written gradients, CPU) | 'plain' (autodiff) | 'auto'
     huber_delta: float = 10.0  # percent; beyond any label's error, so the mean head is fit like MSE
 
-
+# %% ../nbs/00_config.ipynb #3d346574
 @dataclass(frozen=True)
 class TrainingConfig:
     "How samples are split and how training is run."
@@ -231,7 +231,7 @@ class TrainingConfig:
     max_positions: int = 5  # portfolio backtest: open positions across all symbols at once
     data_parallel: bool = False  # train on all GPUs of the machine at once (tf.distribute.MirroredStrategy)
 
-
+# %% ../nbs/00_config.ipynb #b78ab4d1
 @dataclass(frozen=True)
 class Config:
     "The whole validated configuration."
@@ -246,7 +246,7 @@ class Config:
 # %% ../nbs/00_config.ipynb #882f45d2
 _SECRET_FIELDS = {'url_override', 'password'}
 
-
+# %% ../nbs/00_config.ipynb #bba9b3eb
 def _coerce(value, typ, key):
     "Check one YAML value against a field's type, naming `key` when it does not fit."
     typ = {'str': str, 'int': int, 'float': float, 'tuple': tuple, 'bool': bool}.get(typ, typ)
@@ -264,7 +264,7 @@ def _coerce(value, typ, key):
         f"config key '{key}' must be {getattr(typ, '__name__', typ)}, got {type(value).__name__} {value!r}"
     )
 
-
+# %% ../nbs/00_config.ipynb #151d7ca9
 def _section(cls, data, prefix):
     "Build dataclass `cls` from mapping `data`, rejecting unknown keys."
     if not isinstance(data, dict):
@@ -284,7 +284,7 @@ def _numbers(values) -> bool:
     "Whether every entry of `values` is a finite real number (a bool or a string is not)."
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
 
-
+# %% ../nbs/00_config.ipynb #6e4f0102
 def _check_rules(cfg: Config) -> Config:
     "Checks that types cannot express: ranges, list contents and relations between keys."
     by, dl, rp, m, t = cfg.bybit, cfg.data_download, cfg.risk_profile, cfg.model, cfg.training
@@ -390,7 +390,7 @@ def _check_rules(cfg: Config) -> Config:
     need(m.mean_loss_weight >= 0 and m.quantile_loss_weight >= 0, 'model.mean_loss_weight', 'and its peer must be >= 0')
     return cfg
 
-
+# %% ../nbs/00_config.ipynb #1a9ac276
 def _is_date(value) -> bool:
     "Whether `value` is a string pandas reads as a date."
     if not isinstance(value, str):
@@ -411,7 +411,7 @@ _SECTIONS = {
     'training': TrainingConfig,
 }
 
-
+# %% ../nbs/00_config.ipynb #ccf38f40
 def config_from_dict(data: dict, env: dict | None = None) -> Config:
     "Validate a parsed `config.yaml` mapping (plus environment overrides) into a `Config`."
     data = data or {}
@@ -423,7 +423,7 @@ def config_from_dict(data: dict, env: dict | None = None) -> Config:
     cfg = Config(**{k: _section(_SECTIONS[k], v or {}, k) for k, v in data.items()})
     return _check_rules(apply_env(cfg, os.environ if env is None else env))
 
-
+# %% ../nbs/00_config.ipynb #392bc477
 def apply_env(cfg: Config, env) -> Config:
     "Environment overrides: secrets and endpoints that must not live in the file."
     db = cfg.database
@@ -450,13 +450,13 @@ def load_config(path: str | Path | None = None, env: dict | None = None) -> Conf
         raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
     return config_from_dict(data, env)
 
-
+# %% ../nbs/00_config.ipynb #e86975b6
 def with_overrides(cfg: Config, **sections) -> Config:
     "A copy of `cfg` with some fields replaced, e.g. `with_overrides(cfg, model=dict(epochs=2))`."
     new = {k: dataclasses.replace(getattr(cfg, k), **v) for k, v in sections.items()}
     return _check_rules(dataclasses.replace(cfg, **new))
 
-
+# %% ../nbs/00_config.ipynb #acfcd4be
 def config_to_dict(cfg: Config) -> dict:
     "Plain, secret-free dict of a config (for run folders and model_metadata)."
     d = dataclasses.asdict(cfg)

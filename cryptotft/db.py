@@ -32,6 +32,12 @@ SCHEMA_VERSION = 1
 metadata = sa.MetaData()
 _F, _I, _S, _B = sa.Float(53), sa.Integer, sa.String, sa.BigInteger
 
+
+def _bar_key() -> list:
+    "Fresh (symbol, interval, timestamp) primary-key columns: one bar of one symbol, shared by the bar tables."
+    return [sa.Column(c, t, primary_key=True) for c, t in (('symbol', _S(32)), ('interval', _S(4)), ('timestamp', _B))]
+
+
 sa.Table('schema_info', metadata, sa.Column('key', _S(64), primary_key=True), sa.Column('value', sa.Text))
 sa.Table(
     'symbols',
@@ -50,7 +56,7 @@ sa.Table(
 sa.Table(
     'raw_market_data',
     metadata,
-    *[sa.Column(c, t, primary_key=True) for c, t in (('symbol', _S(32)), ('interval', _S(4)), ('timestamp', _B))],
+    *_bar_key(),
     *[sa.Column(c, _F, nullable=False) for c in ('open', 'high', 'low', 'close', 'volume')],
     sa.Column('turnover', _F),
 )
@@ -64,7 +70,7 @@ sa.Table(
 sa.Table(
     'processed_market_data',
     metadata,
-    *[sa.Column(c, t, primary_key=True) for c, t in (('symbol', _S(32)), ('interval', _S(4)), ('timestamp', _B))],
+    *_bar_key(),
 )
 sa.Table(
     'model_metadata',
@@ -127,7 +133,7 @@ def normalize_url(url: str) -> str:
         Path(u.database).parent.mkdir(parents=True, exist_ok=True)
     return u.render_as_string(hide_password=False)
 
-
+# %% ../nbs/01_db.ipynb #9c2c8384
 def _sqlite_pragmas(dbapi_conn, _):
     cur = dbapi_conn.cursor()
     cur.execute('PRAGMA journal_mode=WAL')
@@ -159,7 +165,7 @@ def connect(url: str) -> 'Database':
 # %% ../nbs/01_db.ipynb #80c3fb55
 _CATALOGUE_TABLES = {'symbols', 'schema_info', 'model_metadata'}  # no market-data symbol column to check
 
-
+# %% ../nbs/01_db.ipynb #5870857f
 def _check_symbols(table: str, df: pd.DataFrame):
     "DataError unless every symbol of market rows for `table` matches SYMBOL_PATTERN."
     if table in _CATALOGUE_TABLES or 'symbol' not in df.columns:
@@ -171,7 +177,7 @@ def _check_symbols(table: str, df: pd.DataFrame):
             "use 2-30 upper-case letters and digits, e.g. BTCUSDT"
         )
 
-
+# %% ../nbs/01_db.ipynb #4be93800
 def _prepare_rows(table: str, df: pd.DataFrame) -> pd.DataFrame:
     "Key and symbol checks, timestamps -> epoch ms, rows sorted by key and deduplicated (last wins)."
     key = PRIMARY_KEYS[table]
@@ -187,7 +193,7 @@ def _prepare_rows(table: str, df: pd.DataFrame) -> pd.DataFrame:
     _check_symbols(table, out)
     return out.drop_duplicates(key, keep='last').sort_values(key, kind='stable')
 
-
+# %% ../nbs/01_db.ipynb #9dcfbefd
 def _records(df: pd.DataFrame) -> list[tuple]:
     "DataFrame -> list of tuples with None for NaN (what DBAPI drivers expect)."
     cols = [df[c].astype(object).where(df[c].notna(), None).tolist() for c in df.columns]
@@ -198,7 +204,7 @@ def _quote(name: str) -> str:
     "A column or table name as a quoted SQL identifier."
     return f'"{name}"'
 
-
+# %% ../nbs/01_db.ipynb #20b52da4
 def _upsert_sql(table: str, target: str, cols: list[str], source: str | None = None) -> str:
     "INSERT ... ON CONFLICT DO UPDATE, from VALUES placeholders or from a source table."
     key = PRIMARY_KEYS[table]
@@ -211,7 +217,7 @@ def _upsert_sql(table: str, target: str, cols: list[str], source: str | None = N
 # %% ../nbs/01_db.ipynb #7e42267b
 _PGCOPY_HEADER = b'PGCOPY\n\xff\r\n\x00' + b'\x00' * 8
 
-
+# %% ../nbs/01_db.ipynb #c4d68e10
 def _binary_stage(df: pd.DataFrame):
     "Rows -> (binary COPY payload, staging column types, SELECT expressions, query params)."
     dtype = [('nf', '>i2')]  # PostgreSQL's binary tuple: field count, then (length, value) per field
@@ -240,7 +246,7 @@ def _binary_stage(df: pd.DataFrame):
         rec[f'v{i}'] = v
     return _PGCOPY_HEADER + rec.tobytes() + b'\xff\xff', types, exprs, params
 
-
+# %% ../nbs/01_db.ipynb #6aed09d7
 def _copy_upsert(conn, table: str, df: pd.DataFrame):
     "PostgreSQL: binary COPY into a temp table, then one INSERT ... SELECT ... ON CONFLICT."
     payload, types, exprs, params = _binary_stage(df)
@@ -268,7 +274,7 @@ _SCHEMA_LOCK = 0x6372797074  # pg_advisory_xact_lock key of every schema change 
 _RACE_PGCODES = {'40001', '40P01', '42P07', '42701', '42710'}  # serialization, deadlock, duplicate table/column/object
 _RACE_SQLITE = ('database is locked', 'database table is locked', 'already exists', 'duplicate column')
 
-
+# %% ../nbs/01_db.ipynb #605b4491
 def _is_race(e: Exception) -> bool:
     "Whether `e` is a collision with a concurrent writer or schema change (worth one more try)."
     orig = getattr(e, 'orig', e)
@@ -276,7 +282,7 @@ def _is_race(e: Exception) -> bool:
         return True
     return type(orig).__module__.startswith('sqlite3') and any(m in str(orig) for m in _RACE_SQLITE)
 
-
+# %% ../nbs/01_db.ipynb #92e2ed63
 def _retrying(fn, what: str, tries: int = 8):
     "`fn()`, run again after a short random pause while it collides with a concurrent writer."
     for attempt in range(tries):
@@ -297,13 +303,13 @@ def _retrying(fn, what: str, tries: int = 8):
             )
             time.sleep(wait)
 
-
+# %% ../nbs/01_db.ipynb #73fe9b4a
 def _lock_schema(conn):
     "Serialise schema changes across processes until this transaction ends (PostgreSQL; SQLite locks the file)."
     if conn.dialect.name == 'postgresql':
         conn.exec_driver_sql(f'SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})')
 
-
+# %% ../nbs/01_db.ipynb #b9e4f592
 def _add_declared_columns(conn) -> int:
     "Add the nullable columns of `metadata` that existing tables lack (an older database); returns how many."
     added = 0
@@ -317,7 +323,7 @@ def _add_declared_columns(conn) -> int:
                 added += 1
     return added
 
-
+# %% ../nbs/01_db.ipynb #76037ca4
 def _add_columns(conn, table: str, cols: list[str]):
     "Add the float columns of `cols` that `table` lacks (idempotent, under the schema lock)."
     have = {c['name'] for c in sa.inspect(conn).get_columns(table)}
@@ -338,11 +344,11 @@ def _add_columns(conn, table: str, cols: list[str]):
 # %% ../nbs/01_db.ipynb #3330cbed
 READ_CHUNK_ROWS = 50_000
 
-
+# %% ../nbs/01_db.ipynb #210b1e88
 def _ms_or_none(t):
     return None if t is None else int(to_ms(t))
 
-
+# %% ../nbs/01_db.ipynb #224035b3
 def _where(symbols=None, interval=None, start=None, end=None, ts='timestamp'):
     "SQL WHERE clause and params for the usual symbol / interval / time filters."
     clauses = []
@@ -363,7 +369,7 @@ def _where(symbols=None, interval=None, start=None, end=None, ts='timestamp'):
         p['end'] = _ms_or_none(end)
     return (' WHERE ' + ' AND '.join(clauses)) if clauses else '', p
 
-
+# %% ../nbs/01_db.ipynb #a301ec3a
 def _driver_query(conn, sql: str, params: dict | None):
     "(statement, parameters) of a `:name`-style query in the paramstyle of this connection's driver."
     compiled = sa.text(sql).compile(dialect=conn.dialect)
@@ -372,7 +378,7 @@ def _driver_query(conn, sql: str, params: dict | None):
         return compiled.string, [values[k] for k in compiled.positiontup]
     return compiled.string, values
 
-
+# %% ../nbs/01_db.ipynb #e33e2839
 def _frame(rows: list, cols: list[str]) -> pd.DataFrame:
     "DBAPI rows -> frame; epoch-ms time columns as UTC timestamps, all-NULL columns as float NaN."
     df = pd.DataFrame.from_records(rows, columns=cols)

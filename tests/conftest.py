@@ -5,12 +5,23 @@ import pandas as pd
 import pytest
 
 from cryptotft.db import connect
+from pgutil import throwaway_pg_url
 
 
 @pytest.fixture
 def sqlite_url(tmp_path):
     "URL of a fresh SQLite file in the test's temporary folder."
     return f"sqlite:///{tmp_path}/cryptotft.db"
+
+
+@pytest.fixture(params=['sqlite', 'postgresql'])
+def db_url(request, tmp_path):
+    "URL of a fresh database, once SQLite and once a throw-away PostgreSQL (skipped where there is none)."
+    if request.param == 'sqlite':
+        yield f"sqlite:///{tmp_path}/test.db"
+    else:
+        with throwaway_pg_url() as url:
+            yield url
 
 
 @pytest.fixture

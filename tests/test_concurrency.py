@@ -7,19 +7,9 @@ import pandas as pd
 import pytest
 
 from cryptotft.db import connect
-from pgutil import throwaway_pg_url
 
 N = 4
 ROUNDS = 6
-
-
-@pytest.fixture(params=['sqlite', 'postgresql'])
-def db_url(request, tmp_path):
-    if request.param == 'sqlite':
-        yield f"sqlite:///{tmp_path}/shared.db"
-    else:
-        with throwaway_pg_url() as url:
-            yield url
 
 
 def _init_db(url, barrier, results):

@@ -7,16 +7,6 @@ import pytest
 from cryptotft.config import DataError, to_ms
 from cryptotft.db import connect, SCHEMA_VERSION
 from cryptotft.synthetic import synthetic_market
-from pgutil import throwaway_pg_url
-
-
-@pytest.fixture(params=['sqlite', 'postgresql'])
-def db_url(request, tmp_path):
-    if request.param == 'sqlite':
-        yield f"sqlite:///{tmp_path}/test.db"
-    else:
-        with throwaway_pg_url() as url:
-            yield url
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"Indicators: causality at random cuts, scale-freedom, finiteness on real warts, agreement with `ta`, incremental writes."
+"Indicators: causality at random cuts, scale-freedom, finiteness on real warts, agreement with `ta`, incremental."
 
 from pathlib import Path
 import numpy as np
@@ -208,7 +208,10 @@ def granville_obv(c):
 def tied_extreme(series, n=26):
     "True where the n-bar window's max or min is reached more than once (Aroon's tie rule differs)."
     x = np.lib.stride_tricks.sliding_window_view(series.to_numpy(), n)
-    hit = lambda f: (x == f(x, axis=1, keepdims=True)).sum(axis=1) > 1
+
+    def hit(f):
+        return (x == f(x, axis=1, keepdims=True)).sum(axis=1) > 1
+
     return np.r_[np.zeros(n - 1, bool), hit(np.max) | hit(np.min)]
 
 

@@ -25,6 +25,13 @@ from cryptotft.labels import (
 
 NO_FEES = RiskProfile(entry_fee_pct=0, take_profit_fee_pct=0, exit_fee_pct=0)
 FLAT = (100, 100, 100, 100)
+# a long entered at 100 fills take-profit levels 1.2, 2.4 and 3.5 %, then dips back to 102.3
+CLIMB_THEN_DIP = [
+    (100, 101.3, 100.1, 101),
+    (101, 102.5, 100.5, 102),
+    (102, 103.6, 101.5, 103),
+    (103, 103.1, 102.3, 102.5),
+]
 NUMERIC = [c for c in LABEL_COLUMNS if not c.endswith('exit_reason')]
 
 
@@ -105,14 +112,7 @@ def test_ladder_step_two_locks_first_take_profit_level():
 
 
 def test_ladder_step_three_locks_second_take_profit_level():
-    rows = [
-        FLAT,
-        (100, 101.3, 100.1, 101),
-        (101, 102.5, 100.5, 102),
-        (102, 103.6, 101.5, 103),
-        (103, 103.1, 102.3, 102.5),
-        FLAT,
-    ]
+    rows = [FLAT, *CLIMB_THEN_DIP, FLAT]
     ret, reason, bars, hits = first_trade(rows)
     assert ret == pytest.approx(0.2 * 1.2 + 0.3 * 2.4 + 0.3 * 3.5 + 0.2 * 2.4) and reason == 'trailing_stop'
     assert bars == 4 and hits == 3
@@ -128,16 +128,7 @@ def test_timeout_closes_the_rest_at_the_last_close():
 
 
 def test_short_on_the_mirrored_path_equals_the_long():
-    rows = [
-        FLAT,
-        (100, 101.3, 100.1, 101),
-        (101, 102.5, 100.5, 102),
-        (102, 103.6, 101.5, 103),
-        (103, 103.1, 102.3, 102.5),
-        (98.5, 99, 98, 98.7),
-        FLAT,
-        FLAT,
-    ]
+    rows = [FLAT, *CLIMB_THEN_DIP, (98.5, 99, 98, 98.7), FLAT, FLAT]
     for start in range(5):  # the trade from each row, on the path mirrored around its entry
         path, e = rows[start : start + 3], rows[start][3]
         mirror = [(2 * e - o, 2 * e - low, 2 * e - high, 2 * e - c) for o, high, low, c in path]

@@ -56,7 +56,15 @@ def _check_planted(kind):
         assert truth.loc[True, 'median'] > 0 > truth.loc[False, 'median'] and truth['mean'].abs().max() < 0.1
     cfg = with_overrides(
         Config(),
-        model=dict(sequence_length=4, prediction_horizon=2, d_model=8, num_heads=2, epochs=6, batch_size=128, learning_rate=1e-2),
+        model=dict(
+            sequence_length=4,
+            prediction_horizon=2,
+            d_model=8,
+            num_heads=2,
+            epochs=6,
+            batch_size=128,
+            learning_rate=1e-2,
+        ),
         training=dict(val_fraction=0.15, test_fraction=0.25, seed=1),
     )
     ds = dataset_from_frame(df, cfg, features=['x'])

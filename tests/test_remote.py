@@ -112,21 +112,26 @@ def _sha(p):
     return __import__('hashlib').sha256(Path(p).read_bytes()).hexdigest()
 
 
-def test_run_remote_syncs_code_executes_notebook_and_fetches_run_folder(host, snapshot, tmp_path):
-    runs, lines = tmp_path / 'runs', []
-    local = run_remote(
+def _run_here(host, snapshot, params, run_id, runs_dir, out=lambda s: None, install=False):
+    "`run_remote` of the test notebook from this checkout, launched with nohup, polled every 0.3 s."
+    return run_remote(
         host,
         snapshot,
-        {'epochs': 3},
-        run_id='t-ok',
+        params,
+        run_id=run_id,
         project_dir=ROOT,
         notebook=NOTEBOOK,
-        runs_dir=runs,
-        install=False,
+        runs_dir=runs_dir,
+        install=install,
         launcher='nohup',
         poll_s=0.3,
-        out=lines.append,
+        out=out,
     )
+
+
+def test_run_remote_syncs_code_executes_notebook_and_fetches_run_folder(host, snapshot, tmp_path):
+    runs, lines = tmp_path / 'runs', []
+    local = _run_here(host, snapshot, {'epochs': 3}, 't-ok', runs, out=lines.append)
     code = Path(host.code_dir)
     # code synced without the venv, git or local data; the snapshot sits beside it
     assert (code / 'cryptotft' / 'remote.py').read_bytes() == (ROOT / 'cryptotft' / 'remote.py').read_bytes()
@@ -170,19 +175,7 @@ def test_detached_job_can_be_reattached_with_status_and_fetch(host, snapshot, tm
 def test_failed_notebook_raises_and_still_brings_back_the_log(host, snapshot, tmp_path):
     runs = tmp_path / 'runs'
     with pytest.raises(RemoteError, match='failed with exit code 1'):
-        run_remote(
-            host,
-            snapshot,
-            {'fail': True},
-            run_id='t-fail',
-            project_dir=ROOT,
-            notebook=NOTEBOOK,
-            runs_dir=runs,
-            install=False,
-            launcher='nohup',
-            poll_s=0.3,
-            out=lambda s: None,
-        )
+        _run_here(host, snapshot, {'fail': True}, 't-fail', runs)
     assert 'planned failure for the test' in (runs / 't-fail' / 'remote.log').read_text()
     assert remote_status('t-fail', runs).state == 'failed'
 
@@ -197,19 +190,7 @@ def test_gpu_requirements_install_once_per_pyproject(host, snapshot, tmp_path):
     fake.chmod(0o755)
     h = RemoteHost(**{**host.__dict__, 'python': str(fake)})
     for i in range(2):
-        run_remote(
-            h,
-            snapshot,
-            {},
-            run_id=f't-install-{i}',
-            project_dir=ROOT,
-            notebook=NOTEBOOK,
-            runs_dir=tmp_path / 'runs',
-            install=True,
-            launcher='nohup',
-            poll_s=0.3,
-            out=lambda s: None,
-        )
+        _run_here(h, snapshot, {}, f't-install-{i}', tmp_path / 'runs', install=True)
     assert (tmp_path / 'pip.log').read_text().splitlines() == ['-m pip install -q -e .[gpu]']
 
 

@@ -9,9 +9,16 @@ import pytest
 
 keras = pytest.importorskip('keras')
 tf = pytest.importorskip('tensorflow')
-from keras import ops
+from keras import ops  # noqa: E402 (after the importorskip guards)
 
-from cryptotft.tft import TFTConfig, attention_profile, build_tft, feature_importance, prediction_loss, quantile_loss
+from cryptotft.tft import (  # noqa: E402
+    TFTConfig,
+    attention_profile,
+    build_tft,
+    feature_importance,
+    prediction_loss,
+    quantile_loss,
+)
 
 TINY = dict(n_features=8, n_symbols=3, sequence_length=20, d_model=16, num_heads=2)
 
@@ -75,7 +82,7 @@ def test_fit_accepts_a_plain_target_for_the_prediction_output():
     keras.utils.set_random_seed(0)
     tcfg = TFTConfig(**TINY)
     model = build_tft(tcfg)
-    model.compile(optimizer='adam', loss={'prediction': quantile_loss(tcfg.quantiles)})
+    model.compile(optimizer='adam', loss={'prediction': prediction_loss(tcfg)})
     hist = model.fit(planted_dataset(tcfg, 64, dict_target=False), epochs=1, verbose=0).history
     assert np.isfinite(hist['loss'][0])
 
