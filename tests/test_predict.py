@@ -50,7 +50,9 @@ def test_predict_latest_scores_the_newest_bar_of_every_symbol(tiny_run):
     newest = candles.groupby('symbol').timestamp.max()
     assert (to_ms(sig['timestamp']) == to_ms(newest.loc[sig['symbol']].to_numpy())).all()
     assert sig['predicted_return'].notna().all() and set(sig['signal']) <= {'long', 'short', 'none'}
-    assert ((sig['signal'] != 'none') == (sig['predicted_return'] > 0)).all()
+    strategy = json.loads((res.run_dir / 'run.json').read_text()).get('strategy') or {}
+    threshold = strategy.get('threshold', 0.0)  # the one chosen on validation, once a backtest has chosen it
+    assert ((sig['signal'] != 'none') == (sig['predicted_return'] > threshold)).all()
     every = predict_latest(cfg, db, 'tiny', runs_dir=cfg.training.runs_dir, threshold=-1e9)
     assert (every['signal'] == np.where(every['side'] == 'buy', 'long', 'short')).all()
 
