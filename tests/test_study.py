@@ -1,0 +1,104 @@
+"""The study notebook (nbs/reports/study.ipynb) end to end with papermill on a SYNTHETIC market: a tiny TFT and
+LightGBM on two walk-forward folds, the configuration chosen on validation, the headline table written as CSV.
+(The context inputs' causality and alignment are tested in test_context.py.)"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = ROOT / 'nbs' / 'reports' / 'study.ipynb'
+TINY = {  # a few minutes on 2 CPU cores: 4 symbols x 30 days, 16-bar windows and horizon, d_model 8, one epoch
+    'synthetic': True,
+    'symbols': 'BTCUSDT,ETHUSDT,SOLUSDT,XRPUSDT',
+    'synthetic_days': 30,
+    'fold_starts': '',
+    'folds': 2,
+    'horizon': 16,
+    'sequence_length': 16,
+    'd_model': 8,
+    'num_heads': 2,
+    'epochs': 1,
+    'window_stride': 2,
+    'n_boot': 30,
+    'candidates': 'indicators,context',
+}
+
+
+@pytest.fixture(scope='module')
+def study(tmp_path_factory):
+    "Execute the study once: (executed notebook, out_dir)."
+    d = tmp_path_factory.mktemp('study')
+    out = d / 'out'
+    params = [a for k, v in {**TINY, 'out_dir': str(out)}.items() for a in ('-p', k, str(v))]
+    env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2', 'MPLBACKEND': 'Agg'}
+    cmd = [
+        sys.executable,
+        '-m',
+        'papermill',
+        '-k',
+        'python3',
+        '--language',
+        'python',
+        str(STUDY),
+        str(d / 'study.ipynb'),
+    ]
+    r = subprocess.run([*cmd, *params], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return d / 'study.ipynb', out
+
+
+def errors(path):
+    nb = json.loads(Path(path).read_text())
+    return [
+        o for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', []) if o['output_type'] == 'error'
+    ]
+
+
+def test_study_runs_end_to_end_on_the_synthetic_market_and_says_so(study):
+    nb, out = study
+    assert errors(nb) == []
+    assert 'SYNTHETIC DATA' in nb.read_text()
+    record = json.loads((out / 'study.json').read_text())
+    assert record['synthetic'] is True and record['folds'] == ['1', '2'] and record['wall_s'] > 0
+
+
+def test_headline_has_per_fold_and_pooled_rank_ic_of_the_tft_and_lightgbm_on_both_sides(study):
+    _, out = study
+    head = pd.read_csv(out / 'headline.csv', dtype={'fold': str})
+    ic = head[head.metric == 'rank_ic_time']
+    for predictor in ('model', 'lightgbm'):
+        for side in ('buy', 'sell'):
+            rows = ic[(ic.predictor == predictor) & (ic.side == side)]
+            assert sorted(rows.fold) == ['1', '2', 'pooled']
+            assert np.isfinite(rows[['value', 'lo', 'hi']].to_numpy()).all()
+            assert (rows.lo <= rows.hi).all()
+    tft = ic[ic.predictor == 'model']
+    assert np.isfinite(tft[['vs_lightgbm', 'vs_lightgbm_lo', 'vs_lightgbm_hi']].to_numpy()).all()  # paired difference
+    mae = head[head.metric == 'mae']
+    assert {'model', 'lightgbm', 'zero', 'train_mean', 'train_median'} <= set(mae.predictor)
+    money = head[head.metric == 'backtest_total_return']
+    for strategy in ('model', 'lightgbm', 'always_long', 'random_entry'):
+        assert sorted(money[money.predictor == strategy].fold) == ['1', '2']
+
+
+def test_choice_table_records_every_configuration_and_the_walk_forward_uses_the_chosen_one(study):
+    _, out = study
+    choices = pd.read_csv(out / 'choices.csv')
+    tft = choices[choices.model == 'TFT']
+    assert sorted(tft.configuration) == ['context', 'indicators']
+    assert np.isfinite(tft[['val_rank_ic_buy', 'val_rank_ic_sell', 'val_rank_ic']].to_numpy()).all()
+    assert choices.chosen.sum() == 1
+    chosen = tft.loc[tft.val_rank_ic.idxmax(), 'configuration']
+    assert choices.loc[choices.chosen, 'configuration'].item() == chosen  # the best validation score, nothing else
+    assert {'lightgbm-indicators', 'lightgbm-context'} <= set(choices.configuration)
+    metrics = pd.read_csv(out / 'metrics.csv', dtype={'fold': str})
+    runs = sorted(set(metrics.run_id.dropna()))
+    assert runs == [f'study-{chosen}-f1', f'study-{chosen}-f2']
+    inputs = {'indicators': 51, 'context': 88}[chosen]
+    assert len(json.loads((out / 'runs' / runs[0] / 'run.json').read_text())['feature_names']) == inputs
