@@ -134,6 +134,8 @@ NATIVE_NOISE = (
     rb'I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\] ',  # absl INFO from C++: oneDNN, XLA service, CPU features
     rb'To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags',
     rb'\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption',
+    # jupyter_client interrupts a kernel before it shuts it down; a kernel still busy then says so
+    rb'\[IPKernelApp\] ERROR \| KeyboardInterrupt caught in kernel\.',
 )
 
 
