@@ -8,6 +8,7 @@ Docs: https://cryptotft.github.io/cryptotft/cli.html.md"""
 # %% ../nbs/10_cli.ipynb #c2ad348e
 from __future__ import annotations
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'SYM', 'RUN', 'cmd_init_db', 'cmd_demo_data', 'cmd_validate_symbols', 'cmd_download', 'cmd_import_csv',
            'cmd_prepare', 'cmd_export_dataset', 'cmd_train', 'cmd_evaluate', 'cmd_backtest', 'cmd_predict',
            'cmd_report', 'cmd_pipeline', 'cmd_runs', 'cmd_remote_run', 'cmd_remote_status', 'cmd_remote_fetch',
-           'cmd_metabase_views', 'cmd_metabase_provision', 'build_parser', 'main']
+           'cmd_metabase_views', 'cmd_metabase_sql', 'cmd_metabase_provision', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #bcc14ce7
 def _symbols(s: str | None) -> list[str] | None:
@@ -46,6 +47,13 @@ def _db(cfg: Config):
     from cryptotft.db import connect
 
     return connect(cfg.database.url)
+
+# %% ../nbs/10_cli.ipynb #1f2d6d6a
+def _ready_db(cfg: Config):
+    "Connected database with every table created (the commands that write start here)."
+    db = _db(cfg)
+    db.init_db()
+    return db
 
 # %% ../nbs/10_cli.ipynb #c8f15dff
 def _run_id(run_id: str | None) -> str | None:
@@ -100,8 +108,7 @@ def cmd_demo_data(args):
     from cryptotft.synthetic import synthetic_market
 
     cfg = _config(args)
-    db = _db(cfg)
-    db.init_db()
+    db = _ready_db(cfg)
     candles, funding = synthetic_market(
         _symbols(args.symbols) or ['BTCUSDT', 'ETHUSDT', 'SOLUSDT'], days=args.days, seed=args.seed, start=args.start
     )
@@ -115,8 +122,7 @@ def cmd_validate_symbols(args):
     from cryptotft.download import validate_symbols
 
     cfg = _bybit(args)
-    db = _db(cfg)
-    db.init_db()
+    db = _ready_db(cfg)
     valid, invalid = validate_symbols(cfg, db, symbols=_symbols(args.symbols))
     print(f"{len(valid)} valid USDT perpetual symbols")
     for s, why in invalid.items():
@@ -129,8 +135,7 @@ def cmd_download(args):
     from cryptotft.download import download
 
     cfg = _bybit(args)
-    db = _db(cfg)
-    db.init_db()
+    db = _ready_db(cfg)
     rep = download(
         cfg,
         db,
@@ -153,8 +158,7 @@ def cmd_import_csv(args):
     from cryptotft.download import import_csv
 
     cfg = _config(args)
-    db = _db(cfg)
-    db.init_db()
+    db = _ready_db(cfg)
     n = import_csv(db, args.path, args.symbol.upper(), interval=args.interval)
     print(f"imported {n} candles of {args.symbol.upper()} from {args.path}")
 
@@ -164,8 +168,7 @@ def cmd_prepare(args):
     from cryptotft.pipeline import prepare
 
     cfg = _config(args)
-    db = _db(cfg)
-    db.init_db()
+    db = _ready_db(cfg)
     n = prepare(cfg, db, symbols=_symbols(args.symbols), progress=not args.quiet, full=args.full)
     print(f"prepared {n} bars")
 
@@ -298,30 +301,31 @@ def cmd_runs(args):
 
 # %% ../nbs/10_cli.ipynb #380ba035
 def cmd_remote_run(args):
-    "Ship code + a dataset snapshot to a GPU machine over SSH, run the report notebook, fetch the run."
-    from cryptotft.remote import RESERVED_PARAMS, RemoteHost, parse_params, run_remote
+    "Ship code (+ a snapshot or a data folder) to a GPU machine over SSH, run a notebook there, fetch the run."
+    from cryptotft.remote import RESERVED_PARAMS, TRAIN_REPORT, RemoteHost, RemoteJob, parse_params, run_remote
 
     # everything that reaches the remote machine is checked before the (slow) snapshot export
     run_id = _run_id(args.run_id)
     params = parse_params(args.param, reserved=RESERVED_PARAMS)
     h = RemoteHost(args.host, args.port, args.user, args.key, args.remote_dir, args.remote_python or 'python3')
     cfg = _config(args)
-    snapshot = args.snapshot
-    if not snapshot:
+    job = RemoteJob(
+        notebook=args.notebook,
+        params=params,
+        snapshot=args.snapshot,
+        upload=args.upload,
+        run_id=run_id,
+        runs_dir=cfg.training.runs_dir,
+        install=args.remote_python is None,
+    )
+    if job.snapshot is None and job.notebook == TRAIN_REPORT:  # other notebooks get a snapshot only when given one
         from cryptotft.dataset import dataset_from_db, export_dataset
 
         snapshot = Path(cfg.training.runs_dir) / 'snapshots' / 'dataset.npz'
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         export_dataset(dataset_from_db(_db(cfg), cfg, symbols=_symbols(args.symbols)), snapshot)
-    local = run_remote(
-        h,
-        snapshot,
-        params,
-        run_id=run_id,
-        runs_dir=cfg.training.runs_dir,
-        install=args.remote_python is None,
-        follow=not args.no_follow,
-    )
+        job = dataclasses.replace(job, snapshot=snapshot)
+    local = run_remote(h, job, follow=not args.no_follow)
     print(f"run folder: {local}")
 
 # %% ../nbs/10_cli.ipynb #e6eb3277
@@ -352,6 +356,13 @@ def cmd_metabase_views(args):
     password = _secret('CRYPTOTFT_METABASE_DB_PASSWORD', f"password for the read-only role {args.role}: ")
     create_readonly_role(db, password, role=args.role)
     print(f"read-only role {args.role}: may connect and SELECT from the tables and views, nothing else")
+
+# %% ../nbs/10_cli.ipynb #e9a576df
+def cmd_metabase_sql(args):
+    "Print the analytics views as one SQL script (for `psql -f`)."
+    from cryptotft.metabase import VIEWS_SQL
+
+    print(VIEWS_SQL, end='')
 
 # %% ../nbs/10_cli.ipynb #46f216b5
 def cmd_metabase_provision(args):
@@ -402,6 +413,8 @@ def _add(sub, name, fn, help, *opts):
 
 # %% ../nbs/10_cli.ipynb #63e1b696
 def _remote_parser(s):
+    from cryptotft.remote import TRAIN_REPORT
+
     r = s.add_parser('remote', help='train on a rented GPU over SSH (Vast.ai)').add_subparsers(
         dest='remote_cmd', metavar='ACTION', required=True
     )
@@ -409,14 +422,19 @@ def _remote_parser(s):
         r,
         'run',
         cmd_remote_run,
-        'sync code + snapshot, run the report notebook detached, fetch runs/<run_id>/',
+        'sync code + snapshot (or a data folder), run a notebook detached, fetch runs/<run_id>/',
         _o('--host', required=True),
         _o('--port', type=int, default=22),
         _o('--user', default='root'),
         _o('--key', help='SSH private key'),
         _o('--remote-dir', default='cryptotft'),
         _o('--remote-python', help='use this interpreter as is (skips installing the GPU requirements)'),
-        _o('--snapshot', help='existing dataset snapshot (default: export one from the database)'),
+        _o('--notebook', default=TRAIN_REPORT, help='notebook to run, relative to the project (default: %(default)s)'),
+        _o(
+            '--snapshot',
+            help='existing dataset snapshot (default: the train report gets one exported from the database)',
+        ),
+        _o('--upload', metavar='DIR', help="local data folder copied there; the notebook's data_dir names the copy"),
         SYM,
         _o('--param', action='append', metavar='KEY=VALUE'),
         _o('--run-id'),
@@ -441,6 +459,7 @@ def _metabase_parser(s):
         'CRYPTOTFT_METABASE_DB_PASSWORD)',
         role,
     )
+    _add(m, 'sql', cmd_metabase_sql, 'print the analytics views as one SQL script (for psql -f)')
     _add(
         m,
         'provision',

@@ -147,9 +147,11 @@ VIEWS = {
 }
 VIEWS_SQL = (
     '-- cryptotft analytics views for Metabase (PostgreSQL).\n'
-    '-- GENERATED from nbs/13_metabase.ipynb (cryptotft.metabase.VIEWS_SQL): edit there, not here.\n'
+    '-- GENERATED from nbs/13_metabase.ipynb (cryptotft.metabase.VIEWS_SQL) by `cryptotft metabase sql`.\n'
     '-- Needs the cryptotft tables and the label columns written by `cryptotft prepare`.\n'
-    '-- Apply with `cryptotft metabase views` or `psql -f metabase/views.sql`.\n\n' + '\n\n'.join(VIEWS.values()) + '\n'
+    '-- Apply with `cryptotft metabase views`, or `cryptotft metabase sql > views.sql && psql -f views.sql`.\n\n'
+    + '\n\n'.join(VIEWS.values())
+    + '\n'
 )
 
 # %% ../nbs/13_metabase.ipynb #d7d44604

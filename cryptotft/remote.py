@@ -25,11 +25,11 @@ from .config import ConfigError, CryptoTFTError, new_run_id, validate_run_id
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Runner', 'CODE_EXCLUDES', 'RESERVED_PARAMS', 'VAST_IMAGE', 'RemoteError', 'printable', 'run_command',
-           'RemoteHost', 'ssh_options', 'ssh_argv', 'rsync_argv', 'parse_params', 'job_script', 'state_command',
-           'parse_state', 'follow_run', 'record_path', 'load_host', 'start_job', 'JobStatus', 'remote_status',
-           'fetch_run', 'run_remote', 'vast_search_argv', 'vast_create_argv', 'vast_show_argv', 'vast_destroy_argv',
-           'find_offer', 'wait_for_instance', 'rented_gpu']
+__all__ = ['log', 'Runner', 'CODE_EXCLUDES', 'RSYNC_MODES', 'RESERVED_PARAMS', 'TRAIN_REPORT', 'UPLOAD_DIR', 'VAST_IMAGE',
+           'RemoteError', 'printable', 'run_command', 'RemoteHost', 'ssh_options', 'ssh_argv', 'rsync_argv',
+           'parse_params', 'job_script', 'state_command', 'parse_state', 'follow_run', 'record_path', 'load_host',
+           'RemoteJob', 'start_job', 'JobStatus', 'remote_status', 'fetch_run', 'run_remote', 'vast_search_argv',
+           'vast_create_argv', 'vast_show_argv', 'vast_destroy_argv', 'find_offer', 'wait_for_instance', 'rented_gpu']
 
 # %% ../nbs/12_remote.ipynb #be4ef850
 class RemoteError(CryptoTFTError):
@@ -72,6 +72,7 @@ _RULES = {
     'remote dir': 'use a plain path (letters, digits, ., _, /, +, -; not starting with -)',
     'notebook': 'use a relative path inside the project (letters, digits, ., _, /, +, -)',
     'snapshot name': 'rename the file to letters, digits, ., _ and - only',
+    'upload dir': 'use a plain path (letters, digits, ., _, /, +, -; not starting with -)',
 }
 
 
@@ -155,6 +156,11 @@ CODE_EXCLUDES = (
     '.hypothesis/',
     '*.db',
 )
+RSYNC_MODES = {
+    'mirror': ('-az',),  # the code and the snapshot: links and permissions as they are here
+    'fetch': ('-rtz', '--no-links'),  # from the remote machine: files and folders, never a link
+    'upload': ('-rtz', '--copy-links'),  # a data folder: links sent as their files, permissions left behind
+}
 
 
 def _side(h: RemoteHost, path: str) -> str:
@@ -162,12 +168,11 @@ def _side(h: RemoteHost, path: str) -> str:
     return f"{h.target}:{path[1:]}" if path.startswith(':') else path
 
 
-def rsync_argv(h: RemoteHost, src: str, dst: str, excludes=(), delete: bool = False, fetch: bool = False) -> list[str]:
-    "argv copying `src` to `dst`; prefix a side with ':' to mean the remote machine; `fetch`: plain files only."
-    mode = ['-rtz', '--no-links'] if fetch else ['-az']
+def rsync_argv(h: RemoteHost, src: str, dst: str, excludes=(), delete: bool = False, mode: str = 'mirror') -> list[str]:
+    "argv copying `src` to `dst`; prefix a side with ':' to mean the remote machine; `mode`: a key of RSYNC_MODES."
     return [
         'rsync',
-        *mode,
+        *RSYNC_MODES[mode],
         '--partial',
         *(['--delete'] if delete else []),
         '-e',
@@ -357,11 +362,52 @@ def load_host(run_id: str, runs_dir: str | Path = 'runs') -> RemoteHost:
         raise ConfigError(f"{p} is not a cryptotft connection record ({e})") from None
     return RemoteHost(**fields)
 
-# %% ../nbs/12_remote.ipynb #acac82e6
+# %% ../nbs/12_remote.ipynb #c974601a
+TRAIN_REPORT = 'nbs/reports/train_report.ipynb'
+UPLOAD_DIR = 'upload'  # under the remote dir, beside snapshots/; the notebook's data_dir is '../upload'
 _SNAPSHOT_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,127}')
 _NOTEBOOK = re.compile(r'(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9._/+-]{0,254}')
 
 
+@dataclass(frozen=True)
+class RemoteJob:
+    "What one remote run executes and what travels with it; names and paths are checked when it is made."
+
+    notebook: str = TRAIN_REPORT  # papermill notebook, relative to project_dir
+    params: dict = dataclasses.field(default_factory=dict)  # its parameters (`--param`)
+    snapshot: str | Path | None = None  # dataset snapshot file: the notebook's `dataset`
+    upload: str | Path | None = None  # local data folder: copied to <remote dir>/upload, the notebook's `data_dir`
+    run_id: str | None = None  # None: a new id
+    project_dir: str | Path = '.'  # the code that is synced
+    runs_dir: str | Path = 'runs'  # where the run folder comes back to
+    install: bool = True  # install the GPU extras there (once per pyproject.toml)
+    launcher: str = 'auto'  # tmux when the remote machine has it, else nohup
+
+    def __post_init__(self):
+        if self.run_id is not None:
+            validate_run_id(self.run_id)
+        _plain(_NOTEBOOK, self.notebook, 'notebook')
+        if self.snapshot is not None:
+            _plain(_SNAPSHOT_NAME, Path(self.snapshot).name, 'snapshot name')
+        if self.upload is not None:
+            _plain(_PLAIN_PATH, str(self.upload), 'upload dir')
+        if self.launcher not in ('auto', 'tmux', 'nohup'):
+            raise ConfigError("launcher must be 'auto', 'tmux' or 'nohup'")
+        if set(self.params) & set(RESERVED_PARAMS):
+            raise ConfigError(f"params {RESERVED_PARAMS} are set by cryptotft itself")
+        if self.upload is not None and 'data_dir' in self.params:
+            raise ConfigError('--upload sets the data_dir parameter to the uploaded copy: drop --param data_dir')
+
+    def notebook_params(self, run_id: str) -> dict:
+        "The papermill parameters on the remote machine; paths relative to its code folder."
+        params = {**self.params, 'run_id': run_id, 'runs_dir': 'runs'}
+        if self.snapshot is not None:
+            params['dataset'] = f"../snapshots/{Path(self.snapshot).name}"
+        if self.upload is not None:
+            params['data_dir'] = f"../{UPLOAD_DIR}"
+        return params
+
+# %% ../nbs/12_remote.ipynb #acac82e6
 def _launch_command(h: RemoteHost, run_id: str, use_tmux: bool) -> str:
     "Remote shell that starts runs/<run_id>/job.sh detached, from the code folder."
     q = shlex.quote
@@ -374,48 +420,50 @@ def _launch_command(h: RemoteHost, run_id: str, use_tmux: bool) -> str:
     return f"cd {q(h.code_dir)} && {start}"
 
 
-def start_job(
-    h: RemoteHost,
-    snapshot: str | Path,
-    params: dict | None = None,
-    *,
-    run_id: str | None = None,
-    project_dir: str | Path = '.',
-    notebook: str = 'nbs/reports/train_report.ipynb',
-    runs_dir: str | Path = 'runs',
-    install: bool = True,
-    launcher: str = 'auto',
-    runner: Runner = run_command,
-) -> str:
-    "Sync code and snapshot to `h` and start the report notebook detached; returns the run id."
-    project_dir = Path(project_dir).resolve()
-    snapshot = Path(snapshot)
-    run_id = validate_run_id(run_id or new_run_id((params or {}).get('task') or 'regression'))
-    _plain(_NOTEBOOK, notebook, 'notebook')
-    _plain(_SNAPSHOT_NAME, snapshot.name, 'snapshot name')
-    if not (project_dir / notebook).exists():
-        raise ConfigError(f"notebook {notebook} not found under {project_dir}")
-    if not snapshot.is_file():
-        raise ConfigError(f"dataset snapshot {snapshot} does not exist: run `cryptotft export-dataset` first")
-    if launcher not in ('auto', 'tmux', 'nohup'):
-        raise ConfigError("launcher must be 'auto', 'tmux' or 'nohup'")
-    if set(params or {}) & set(RESERVED_PARAMS):
-        raise ConfigError(f"params {RESERVED_PARAMS} are set by cryptotft itself")
-    params = {**(params or {}), 'run_id': run_id, 'dataset': f"../snapshots/{snapshot.name}", 'runs_dir': 'runs'}
+def _check_inputs(job: RemoteJob, project_dir: Path):
+    "Refuse a job whose notebook, snapshot or upload folder is not here, before any remote command."
+    if not (project_dir / job.notebook).exists():
+        raise ConfigError(f"notebook {job.notebook} not found under {project_dir}")
+    if job.snapshot is None and job.notebook == TRAIN_REPORT:
+        raise ConfigError('the train report reads a dataset snapshot: run `cryptotft export-dataset` first')
+    if job.snapshot is not None and not Path(job.snapshot).is_file():
+        raise ConfigError(f"dataset snapshot {job.snapshot} does not exist: run `cryptotft export-dataset` first")
+    if job.upload is not None and not Path(job.upload).is_dir():
+        raise ConfigError(f"upload dir {job.upload} is not a folder here")
+
+
+def _send_inputs(h: RemoteHost, job: RemoteJob, runner: Runner):
+    "rsync the snapshot into <remote dir>/snapshots/ and mirror the upload folder into <remote dir>/upload/."
+    if job.snapshot is not None:
+        snapshot = Path(job.snapshot)
+        log.info('syncing snapshot %s (%.1f MB)', snapshot.name, snapshot.stat().st_size / 1e6)
+        dst = f":{h.remote_dir}/snapshots/{snapshot.name}"
+        _check(runner(rsync_argv(h, str(snapshot), dst)), 'rsync of the snapshot')
+    if job.upload is not None:
+        upload = Path(job.upload).resolve()  # absolute: rsync reads 'a:b' as host a
+        log.info('uploading %s to %s:%s/%s', upload, h.target, h.remote_dir, UPLOAD_DIR)
+        dst = f":{h.remote_dir}/{UPLOAD_DIR}/"
+        _check(runner(rsync_argv(h, f"{upload}/", dst, delete=True, mode='upload')), 'rsync of the upload')
+
+
+def start_job(h: RemoteHost, job: RemoteJob, runner: Runner = run_command) -> str:
+    "Sync the code and the job's inputs to `h` and start its notebook detached; returns the run id."
+    project_dir = Path(job.project_dir).resolve()
+    run_id = validate_run_id(job.run_id or new_run_id(job.params.get('task') or 'regression'))
+    _check_inputs(job, project_dir)
     have = _probe(h, runner)
     q = shlex.quote
-    run_dir, snapshots = f"{h.code_dir}/runs/{run_id}", f"{h.remote_dir}/snapshots"
-    _check(runner(ssh_argv(h, f"mkdir -p {q(run_dir)} {q(snapshots)}"), timeout=60), 'mkdir')
+    run_dir = f"{h.code_dir}/runs/{run_id}"
+    _check(runner(ssh_argv(h, f"mkdir -p {q(run_dir)} {q(h.remote_dir + '/snapshots')}"), timeout=60), 'mkdir')
     log.info('syncing code to %s:%s', h.target, h.code_dir)
     _check(runner(rsync_argv(h, f"{project_dir}/", f":{h.code_dir}/", CODE_EXCLUDES, delete=True)), 'rsync of the code')
-    log.info('syncing snapshot %s (%.1f MB)', snapshot.name, snapshot.stat().st_size / 1e6)
-    _check(runner(rsync_argv(h, str(snapshot), f":{snapshots}/{snapshot.name}")), 'rsync of the snapshot')
-    script = job_script(h, run_id, notebook, params, _install_marker(project_dir) if install else None)
-    upload = ssh_argv(h, f"cat > {q(run_dir + '/job.sh')}")
-    _check(runner(upload, input=script, timeout=60), 'upload of the job script')
-    use_tmux = launcher == 'tmux' or (launcher == 'auto' and 'tmux' in have)
+    _send_inputs(h, job, runner)
+    marker = _install_marker(project_dir) if job.install else None
+    script = job_script(h, run_id, job.notebook, job.notebook_params(run_id), marker)
+    _check(runner(ssh_argv(h, f"cat > {q(run_dir + '/job.sh')}"), input=script, timeout=60), 'upload of the job script')
+    use_tmux = job.launcher == 'tmux' or (job.launcher == 'auto' and 'tmux' in have)
     _check(runner(ssh_argv(h, _launch_command(h, run_id, use_tmux)), timeout=60), 'starting the job')
-    _save_host(runs_dir, h, run_id, notebook)
+    _save_host(job.runs_dir, h, run_id, job.notebook)
     log.info('started remote run %s under %s', run_id, 'tmux' if use_tmux else 'nohup')
     return run_id
 
@@ -461,46 +509,28 @@ def fetch_run(
         follow_run(h, run_id, runner, poll_s, out, sleep)
     local = Path(runs_dir) / run_id
     remote = f":{h.code_dir}/runs/{run_id}/"
-    _check(runner(rsync_argv(h, remote, f"{local}/", fetch=True)), f"fetching run {run_id}")
+    _check(runner(rsync_argv(h, remote, f"{local}/", mode='fetch')), f"fetching run {run_id}")
     log.info('fetched remote run %s into %s', run_id, local)
     return local
 
 # %% ../nbs/12_remote.ipynb #d8a160eb
 def run_remote(
     h: RemoteHost,
-    snapshot: str | Path,
-    params: dict | None = None,
+    job: RemoteJob,
     *,
-    run_id: str | None = None,
-    project_dir: str | Path = '.',
-    notebook: str = 'nbs/reports/train_report.ipynb',
-    runs_dir: str | Path = 'runs',
-    install: bool = True,
-    launcher: str = 'auto',
     follow: bool = True,
     poll_s: float = 10.0,
     runner: Runner = run_command,
     out=print,
     sleep=time.sleep,
 ) -> Path:
-    "Start the report notebook on `h`, stream its log, fetch runs/<run_id>/; raise RemoteError if it failed."
-    run_id = start_job(
-        h,
-        snapshot,
-        params,
-        run_id=run_id,
-        project_dir=project_dir,
-        notebook=notebook,
-        runs_dir=runs_dir,
-        install=install,
-        launcher=launcher,
-        runner=runner,
-    )
-    local = Path(runs_dir) / run_id
+    "Start `job` on `h`, stream its log, fetch runs/<run_id>/; raise RemoteError if it failed."
+    run_id = start_job(h, job, runner)
+    local = Path(job.runs_dir) / run_id
     if not follow:
         return local
     code = follow_run(h, run_id, runner, poll_s, out, sleep)
-    fetch_run(run_id, runs_dir, runner)
+    fetch_run(run_id, job.runs_dir, runner)
     if code != 0:
         raise RemoteError(
             f"remote run {run_id} failed with exit code {code}; its log and partial report are in {local}"

@@ -423,57 +423,26 @@ def cli(*args, env=None, cwd=None):
     )
 
 
+def cli_download(db_url, symbols, *options, quiet=False, env=None, cwd=None):
+    "`cryptotft [-q] --db DB_URL download --symbols SYMBOLS OPTIONS...` in a subprocess."
+    return cli(*(['-q'] if quiet else []), '--db', db_url, 'download', '--symbols', symbols, *options, env=env, cwd=cwd)
+
+
 def test_cli_download_unknown_symbol_exits_nonzero_and_others_download(fake, tmp_path, sqlite_url):
     start = from_ms(fake.first_candle()).isoformat()
-    r = cli(
-        '-q',
-        '--db',
-        sqlite_url,
-        'download',
-        '--symbols',
-        'BTCUSDT,NOPEUSDT',
-        '--interval',
-        '15',
-        '--start',
-        start,
-        '--base-url',
-        fake.url,
-        cwd=tmp_path,
-    )
+    options = ['--interval', '15', '--start', start, '--base-url', fake.url]
+    r = cli_download(sqlite_url, 'BTCUSDT,NOPEUSDT', *options, quiet=True, cwd=tmp_path)
     assert r.returncode != 0
     errs = [l for l in r.stderr.splitlines() if l.startswith('error')]
     assert len(errs) == 1 and 'NOPEUSDT' in errs[0] and 'Symbol Is Invalid' in errs[0], r.stderr
     assert_same_as_server(connect(sqlite_url), fake, 'BTCUSDT')
-    r = cli(
-        '-q',
-        '--db',
-        sqlite_url,
-        'download',
-        '--symbols',
-        'BTCUSDT',
-        '--start',
-        start,
-        cwd=tmp_path,
-        env={'CRYPTOTFT_BYBIT_URL': fake.url},
-    )  # the environment points it at the fake too
+    env = {'CRYPTOTFT_BYBIT_URL': fake.url}  # the environment points it at the fake too
+    r = cli_download(sqlite_url, 'BTCUSDT', '--start', start, quiet=True, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
 
 
 def test_cli_bad_interval_exits_nonzero_with_one_line(fake, tmp_path, sqlite_url):
-    r = cli(
-        '--db',
-        sqlite_url,
-        'download',
-        '--symbols',
-        'BTCUSDT',
-        '--interval',
-        '7',
-        '--days',
-        '1',
-        '--base-url',
-        fake.url,
-        cwd=tmp_path,
-    )
+    r = cli_download(sqlite_url, 'BTCUSDT', '--interval', '7', '--days', '1', '--base-url', fake.url, cwd=tmp_path)
     assert r.returncode != 0 and fake.count('kline') == 0
     assert r.stderr.strip().count('\n') == 0 and 'interval' in r.stderr, r.stderr
 
@@ -500,6 +469,6 @@ def test_cli_validate_symbols_and_import_csv(fake, tmp_path, sqlite_url):
 
 
 def test_cli_days_zero_is_one_line_error_not_three_years(fake, tmp_path, sqlite_url):
-    r = cli('--db', sqlite_url, 'download', '--symbols', 'BTCUSDT', '--days', '0', '--base-url', fake.url, cwd=tmp_path)
+    r = cli_download(sqlite_url, 'BTCUSDT', '--days', '0', '--base-url', fake.url, cwd=tmp_path)
     assert r.returncode != 0 and fake.count() == 0
     assert r.stderr.strip().count('\n') == 0 and 'days' in r.stderr and ' 1' in r.stderr, r.stderr

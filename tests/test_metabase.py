@@ -183,10 +183,16 @@ def test_create_views_refuses_sqlite_and_missing_labels(tmp_path):
         db.engine.dispose()
 
 
-def test_views_sql_file_is_the_package_sql():
-    assert (ROOT / 'metabase' / 'views.sql').read_text() == VIEWS_SQL, (
-        'run nbdev-test nbs/13_metabase.ipynb to regenerate it'
-    )
+def test_metabase_sql_prints_the_package_sql_as_one_script_that_creates_every_view(market, capsys):
+    "The SQL has one home (cryptotft.metabase); `cryptotft metabase sql` is the script for `psql -f`."
+    assert main(['metabase', 'sql']) == 0
+    script = capsys.readouterr().out
+    assert script == VIEWS_SQL and not (ROOT / 'metabase' / 'views.sql').exists()  # no copy to drift
+    with market[0].engine.begin() as c:
+        c.exec_driver_sql('DROP VIEW IF EXISTS ' + ', '.join(VIEWS))
+        c.exec_driver_sql(script)  # all statements at once, as psql -f runs them
+        made = c.exec_driver_sql("SELECT table_name FROM information_schema.views WHERE table_schema = 'public'")
+        assert set(VIEWS) <= set(made.scalars())
 
 
 def test_views_are_idempotent_and_survive_new_indicator_columns(market):

@@ -21,9 +21,11 @@ import time
 from pathlib import Path
 import pytest
 from cryptotft.config import ConfigError
+from cryptotft.cli import main
 from cryptotft.remote import (
     RemoteError,
     RemoteHost,
+    RemoteJob,
     fetch_run,
     load_host,
     record_path,
@@ -114,19 +116,17 @@ def _sha(p):
 
 def _run_here(host, snapshot, params, run_id, runs_dir, out=lambda s: None, install=False):
     "`run_remote` of the test notebook from this checkout, launched with nohup, polled every 0.3 s."
-    return run_remote(
-        host,
-        snapshot,
+    job = RemoteJob(
+        NOTEBOOK,
         params,
+        snapshot,
         run_id=run_id,
         project_dir=ROOT,
-        notebook=NOTEBOOK,
         runs_dir=runs_dir,
         install=install,
         launcher='nohup',
-        poll_s=0.3,
-        out=out,
     )
+    return run_remote(host, job, poll_s=0.3, out=out)
 
 
 def test_run_remote_syncs_code_executes_notebook_and_fetches_run_folder(host, snapshot, tmp_path):
@@ -152,17 +152,18 @@ def test_run_remote_syncs_code_executes_notebook_and_fetches_run_folder(host, sn
 def test_detached_job_can_be_reattached_with_status_and_fetch(host, snapshot, tmp_path):
     runs = tmp_path / 'runs'
     launcher = 'tmux' if shutil.which('tmux') else 'nohup'
-    run_id = start_job(
-        host,
+    params = {'epochs': 2, 'sleep_s': 4.0}
+    job = RemoteJob(
+        NOTEBOOK,
+        params,
         snapshot,
-        {'epochs': 2, 'sleep_s': 4.0},
         run_id='t-detached',
         project_dir=ROOT,
-        notebook=NOTEBOOK,
         runs_dir=runs,
         install=False,
         launcher=launcher,
     )
+    run_id = start_job(host, job)
     # kernel start-up plus a 4 s sleep keep the job busy while we look
     assert remote_status(run_id, runs).state in ('starting', 'running')
     lines = []
@@ -197,7 +198,7 @@ def test_gpu_requirements_install_once_per_pyproject(host, snapshot, tmp_path):
 def test_unreachable_host_says_which_host(tmp_path, snapshot):
     h = RemoteHost('127.0.0.1', _free_port(), known_hosts=str(tmp_path / 'kh'))
     with pytest.raises(RemoteError, match=r'ssh to root@127.0.0.1'):
-        start_job(h, snapshot, project_dir=ROOT, notebook=NOTEBOOK, runs_dir=tmp_path / 'runs')
+        start_job(h, RemoteJob(NOTEBOOK, snapshot=snapshot, project_dir=ROOT, runs_dir=tmp_path / 'runs'))
 
 
 # ---------------------------------------------------------------- a hostile remote machine, in a sandbox
@@ -245,23 +246,14 @@ def sandbox(tmp_path):
     return proj, snap, tmp_path / 'runs', home, run, calls
 
 
-def _remote_run(sandbox, host, params, run_id):
+def _remote_run(sandbox, host, params, run_id, notebook='nbs/report.ipynb', upload=None):
+    "`run_remote` in the sandbox: the snapshot of the fixture, or the folder `upload` and no snapshot."
     proj, snap, runs, _, run, _ = sandbox
-    return run_remote(
-        host,
-        snap,
-        params,
-        run_id=run_id,
-        project_dir=proj,
-        notebook='nbs/report.ipynb',
-        runs_dir=runs,
-        install=False,
-        launcher='nohup',
-        poll_s=0.2,
-        runner=run,
-        out=lambda s: None,
-        sleep=time.sleep,
+    snapshot = snap if upload is None else None
+    job = RemoteJob(
+        notebook, params, snapshot, upload, run_id, project_dir=proj, runs_dir=runs, install=False, launcher='nohup'
     )
+    return run_remote(host, job, poll_s=0.2, runner=run, out=lambda s: None, sleep=time.sleep)
 
 
 def _planted(root: Path) -> list:
@@ -325,3 +317,147 @@ def test_a_tampered_connection_record_is_checked_field_by_field(tmp_path):
     p.write_text(json.dumps({'host': {'host': '127.0.0.1', 'proxy': 'x'}}))
     with pytest.raises(ConfigError, match='unknown fields'):
         load_host('r1', tmp_path)
+
+
+# ---------------------------------------------------------------- another notebook, and a data folder uploaded
+
+
+STUDY_LIKE = {
+    'parameters': "data_dir = 'nowhere'\nrun_id = 'local'\nruns_dir = 'runs'",
+    'body': (
+        'import json, os\n'
+        'from pathlib import Path\n'
+        'out = Path(runs_dir) / run_id\n'
+        'out.mkdir(parents=True, exist_ok=True)\n'
+        'files = sorted(str(p.relative_to(data_dir)) for p in Path(data_dir).rglob("*") if p.is_file())\n'
+        'seen = {"data_dir": data_dir, "files": files, "btc": (Path(data_dir) / "15m" / "BTCUSDT.csv").read_text()}\n'
+        '(out / "seen.json").write_text(json.dumps(seen))'
+    ),
+}
+
+
+def _study_like(path: Path):
+    "A two-cell notebook that, like the study, reads its candles from the `data_dir` parameter."
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(STUDY_LIKE['parameters']), nbformat.v4.new_code_cell(STUDY_LIKE['body'])]
+    nb.cells[0].metadata['tags'] = ['parameters']
+    nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+
+
+def test_uploaded_folder_lands_where_the_notebook_is_told_and_is_mirrored(sandbox, tmp_path):
+    proj, _, runs, home, run, calls = sandbox
+    _study_like(proj / 'nbs' / 'study.ipynb')
+    data = tmp_path / 'local-data'
+    (data / '15m').mkdir(parents=True)
+    (data / '15m' / 'BTCUSDT.csv').write_text('t,close\n0,1\n')
+    (data / '15m' / 'ETHUSDT.csv').write_text('t,close\n0,2\n')
+    outside = tmp_path / 'elsewhere.csv'
+    outside.write_text('linked')
+    (data / 'linked.csv').symlink_to(outside)
+    h = RemoteHost('127.0.0.1', remote_dir=str(home / 'remote'), python=sys.executable)
+    local = _remote_run(sandbox, h, {'note': 'x'}, 's-1', notebook='nbs/study.ipynb', upload=data)
+    # the executed notebook is the study, not the train report, and it read the uploaded copy
+    seen = json.loads((local / 'seen.json').read_text())
+    assert seen == {
+        'data_dir': '../upload',
+        'files': ['15m/BTCUSDT.csv', '15m/ETHUSDT.csv', 'linked.csv'],
+        'btc': 't,close\n0,1\n',
+    }
+    assert (local / 'study.ipynb').exists() and not (local / 'train_report.ipynb').exists()
+    params = json.loads((local / 'params.json').read_text())
+    assert params == {'data_dir': '../upload', 'note': 'x', 'run_id': 's-1', 'runs_dir': 'runs'}  # no snapshot
+    remote = home / 'remote' / 'upload'
+    assert (remote / 'linked.csv').read_text() == 'linked' and not (remote / 'linked.csv').is_symlink()
+    assert not (home / 'remote' / 'snapshots' / 'snapshot.npz').exists()
+    # a second run mirrors the folder: a file gone here is gone there
+    (data / '15m' / 'ETHUSDT.csv').unlink()
+    local = _remote_run(sandbox, h, {}, 's-2', notebook='nbs/study.ipynb', upload=data)
+    assert json.loads((local / 'seen.json').read_text())['files'] == ['15m/BTCUSDT.csv', 'linked.csv']
+    assert sorted(p.name for p in remote.rglob('*') if p.is_file()) == ['BTCUSDT.csv', 'linked.csv']
+
+
+@pytest.mark.parametrize(
+    'job, message',
+    [
+        (dict(upload='$(touch X)'), 'upload dir'),
+        (dict(upload='evil.example:/etc'), 'upload dir'),
+        (dict(upload='-e touch X'), 'upload dir'),
+        (dict(upload='data; touch X'), 'upload dir'),
+        (dict(upload='missing-folder'), 'is not a folder here'),
+        (dict(upload='nbs', params={'data_dir': '/etc'}), 'drop --param data_dir'),
+        (dict(notebook='../outside.ipynb'), 'notebook'),
+        (dict(notebook='nbs/$(touch X).ipynb'), 'notebook'),
+        (dict(notebook='nbs/report.ipynb', snapshot='snap$(touch X).npz'), 'snapshot name'),
+    ],
+)
+def test_hostile_upload_and_notebook_paths_are_refused_before_any_remote_command(sandbox, tmp_path, job, message):
+    proj, _, runs, home, run, calls = sandbox
+    h = RemoteHost('127.0.0.1', remote_dir=str(home / 'remote'), python=sys.executable)
+    job = {'notebook': 'nbs/report.ipynb', 'run_id': 'r-bad', 'project_dir': proj, 'runs_dir': runs, **job}
+    with pytest.raises(ConfigError, match=message):
+        start_job(h, RemoteJob(**job), runner=run)
+    assert calls == [] and _planted(tmp_path) == [] and not Path('X').exists()
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def _cli_remote_run(capsys, tmp_path, *argv):
+    "`cryptotft remote run` against a closed port on this machine, runs under tmp_path; (exit code, stderr)."
+    config = tmp_path / 'config.yaml'
+    config.write_text(f"training:\n  runs_dir: {tmp_path / 'runs'}\n")
+    db = f'sqlite:///{tmp_path}/x.db'
+    code = main(
+        [
+            '--config',
+            str(config),
+            '--db',
+            db,
+            'remote',
+            'run',
+            '--host',
+            '127.0.0.1',
+            '--port',
+            str(_free_port()),
+            *argv,
+        ]
+    )
+    return code, capsys.readouterr().err
+
+
+def test_cli_remote_run_of_the_study_uploads_instead_of_exporting_a_snapshot(capsys, tmp_path, monkeypatch):
+    if not shutil.which('ssh'):
+        pytest.skip('needs openssh-client')
+    monkeypatch.chdir(ROOT)  # the project synced is the working directory
+    (tmp_path / 'data').mkdir()
+    code, err = _cli_remote_run(
+        capsys,
+        tmp_path,
+        '--notebook',
+        'nbs/reports/study.ipynb',
+        '--upload',
+        str(tmp_path / 'data'),
+        '--param',
+        'd_model=64',
+    )
+    # it got as far as ssh: no snapshot export was tried (the empty database would have failed it)
+    assert code == 1 and 'ssh to root@127.0.0.1' in err and not (tmp_path / 'runs' / 'snapshots').exists(), err
+    code, err = _cli_remote_run(capsys, tmp_path, '--upload', str(tmp_path / 'data'))
+    assert code == 1 and 'no such table' in err, err  # the train report still exports from the database first
+
+
+def test_cli_remote_run_refuses_hostile_notebook_and_upload_paths(capsys, tmp_path):
+    for argv, message in (
+        (['--notebook', '../../etc/passwd'], 'notebook'),
+        (['--upload', '$(touch X)'], 'upload dir'),
+        (['--upload', 'h:/etc'], 'upload dir'),
+        (['--upload', str(tmp_path), '--param', 'data_dir=/etc'], 'drop --param data_dir'),
+    ):
+        code, err = _cli_remote_run(capsys, tmp_path, *argv)
+        lines = err.strip().splitlines()
+        assert code == 1 and len(lines) == 1 and message in lines[0], (argv, err)
+    assert _planted(tmp_path) == [] and not Path('X').exists()
