@@ -16,7 +16,7 @@ from .config import ConfigError, DataError, RiskProfile, interval_ms, to_ms
 
 # %% auto #0
 __all__ = ['EXIT_REASONS', 'SIDES', 'LABEL_COLUMNS', 'ProfileArrays', 'profile_arrays', 'segment_ends', 'funding_per_bar',
-           'simulate_entries', 'expected_returns', 'labels_for_storage', 'labels_from_storage']
+           'walk_trade', 'simulate_entries', 'expected_returns', 'labels_for_storage', 'labels_from_storage']
 
 # %% ../nbs/04_labels.ipynb #130ed9b1
 EXIT_REASONS = ('stop_loss', 'trailing_stop', 'take_profit', 'timeout')  # code = position; -1 = no label
@@ -86,26 +86,42 @@ def _excursions(side, entry, best, worst):
 
 
 @njit(cache=True, nogil=True)
-def _simulate_side(
-    o, h, l, c, fund, t, horizon, side, stop_loss, take_profit, fractions, ladder, entry_fee, tp_fee, exit_fee
-):
-    "One trade from close[t]: (return %, exit bars, exit reason code, tp hits, mfe %, mae %)."
-    entry, n_levels = c[t], take_profit.shape[0]
-    stop, level = entry * (1.0 - side * stop_loss), entry * (1.0 + side * take_profit[0])
-    ret, open_fraction, hits, best, worst = -entry_fee, 1.0, 0, entry, entry
+def walk_trade(px, t, horizon, side, p, marks=None):
+    "One trade from close[t]: (return %, exit bars, exit reason code, tp hits, mfe %, mae %); marks optional."
+    o, h, l, c, fund = px
+    stop_loss, take_profit, fractions, ladder, entry_fee, tp_fee, exit_fee = p
+    entry = c[t]
+    n_levels = take_profit.shape[0]
+    stop = entry * (1.0 - side * stop_loss)
+    level = entry * (1.0 + side * take_profit[0])
+    ret = -entry_fee
+    open_fraction = 1.0
+    hits = 0
+    best = entry
+    worst = entry
+    if marks is not None:
+        marks[0] = ret
     for k in range(1, horizon + 1):
         j = t + k
-        if fund[j] != 0.0:
+        if fund[j] != 0.0:  # rule 0
             ret -= side * fund[j] * open_fraction * o[j] / entry
-        favourable, adverse = (h[j], l[j]) if side > 0 else (l[j], h[j])
+        favourable = h[j] if side > 0 else l[j]
+        adverse = l[j] if side > 0 else h[j]
         if side * (favourable - best) > 0.0:
             best = favourable
         if side * (adverse - worst) < 0.0:
             worst = adverse
-        exit_price = o[j] if side * (o[j] - stop) <= 0.0 else (stop if side * (adverse - stop) <= 0.0 else -1.0)
-        if exit_price >= 0.0:  # rules 1-2: the stop takes everything left
+        exit_price = -1.0
+        if side * (o[j] - stop) <= 0.0:  # rule 1: a gap through the stop
+            exit_price = o[j]
+        elif side * (adverse - stop) <= 0.0:  # rule 2: the stop touched
+            exit_price = stop
+        if exit_price >= 0.0:  # the stop takes everything left
             ret += open_fraction * (side * (exit_price / entry - 1.0) - exit_fee * exit_price / entry)
-            return (ret * 100, k, 1 if hits > 0 else 0, hits) + _excursions(side, entry, best, worst)
+            if marks is not None:
+                marks[k] = ret
+            reason = 1 if hits > 0 else 0
+            return (ret * 100, k, reason, hits) + _excursions(side, entry, best, worst)
         if side * (favourable - level) >= 0.0:  # rule 3: ascending levels, the filled ones are the first `hits`
             while hits < n_levels and side * (favourable - level) >= 0.0:
                 ret += fractions[hits] * (side * (level / entry - 1.0) - tp_fee * level / entry)
@@ -114,69 +130,33 @@ def _simulate_side(
                 if hits < n_levels:
                     level = entry * (1.0 + side * take_profit[hits])
             if hits == n_levels:
+                if marks is not None:
+                    marks[k] = ret
                 return (ret * 100, k, 2, hits) + _excursions(side, entry, best, worst)
             stop = entry * (1.0 + side * ladder[hits - 1])  # in force from bar j+1
+        if marks is not None:
+            marks[k] = ret + open_fraction * side * (c[j] / entry - 1.0)  # the remainder at the close, no exit fee
     last = c[t + horizon]  # rule 4: timeout
     ret += open_fraction * (side * (last / entry - 1.0) - exit_fee * last / entry)
+    if marks is not None:
+        marks[horizon] = ret
     return (ret * 100, horizon, 3, hits) + _excursions(side, entry, best, worst)
 
 # %% ../nbs/04_labels.ipynb #3b1021bf
+_NO_LABEL = (np.nan, -1, -1, -1, np.nan, np.nan)
+
+
 @njit(parallel=True, cache=True)
-def _simulate_kernel(
-    o,
-    h,
-    l,
-    c,
-    fund,
-    seg_end,
-    entries,
-    horizon,
-    stop_loss,
-    take_profit,
-    fractions,
-    ladder,
-    entry_fee,
-    tp_fee,
-    exit_fee,
-    ret,
-    bars,
-    reason,
-    hits,
-    mfe,
-    mae,
-):
+def _simulate_kernel(px, seg_end, entries, horizon, p, ret, bars, reason, hits, mfe, mae):
     "Fill the (2, n_entries) outputs, row 0 long and row 1 short."
     for i in prange(entries.shape[0]):
         t = entries[i]
         for s in range(2):
             if t + horizon < seg_end[t]:
-                r = _simulate_side(
-                    o,
-                    h,
-                    l,
-                    c,
-                    fund,
-                    t,
-                    horizon,
-                    1.0 - 2.0 * s,
-                    stop_loss,
-                    take_profit,
-                    fractions,
-                    ladder,
-                    entry_fee,
-                    tp_fee,
-                    exit_fee,
-                )
-                ret[s, i], bars[s, i], reason[s, i], hits[s, i], mfe[s, i], mae[s, i] = r
+                r = walk_trade(px, t, horizon, 1.0 - 2.0 * s, p)
             else:
-                ret[s, i], bars[s, i], reason[s, i], hits[s, i], mfe[s, i], mae[s, i] = (
-                    np.nan,
-                    -1,
-                    -1,
-                    -1,
-                    np.nan,
-                    np.nan,
-                )
+                r = _NO_LABEL
+            ret[s, i], bars[s, i], reason[s, i], hits[s, i], mfe[s, i], mae[s, i] = r
 
 # %% ../nbs/04_labels.ipynb #5095c105
 def simulate_entries(
@@ -185,7 +165,8 @@ def simulate_entries(
     "Both sides of the managed trade from each entry bar (default all): a dict of per-entry arrays."
     o, h, l, c, fund = (np.ascontiguousarray(x, dtype=np.float64) for x in (open, high, low, close, funding_per_bar))
     seg_end = np.ascontiguousarray(segment_end, dtype=np.int64)
-    n, p = len(c), profile_arrays(profile)
+    n = len(c)
+    p = profile_arrays(profile)
     if not all(len(x) == n for x in (o, h, l, fund, seg_end)):
         raise DataError('price, funding and segment arrays must have one value per bar')
     if int(horizon) < 1:
@@ -194,31 +175,13 @@ def simulate_entries(
     if len(entries) and (entries.min() < 0 or entries.max() >= n):
         raise DataError('entry indices must lie within the bars given')
     m = len(entries)
-    ret, mfe, mae = (np.empty((2, m)) for _ in range(3))
-    bars, hits, reason = np.empty((2, m), np.int32), np.empty((2, m), np.int32), np.empty((2, m), np.int8)
-    _simulate_kernel(
-        o,
-        h,
-        l,
-        c,
-        fund,
-        seg_end,
-        entries,
-        int(horizon),
-        p.stop_loss,
-        p.take_profit,
-        p.fractions,
-        p.ladder,
-        p.entry_fee,
-        p.take_profit_fee,
-        p.exit_fee,
-        ret,
-        bars,
-        reason,
-        hits,
-        mfe,
-        mae,
-    )
+    ret = np.empty((2, m))
+    bars = np.empty((2, m), np.int32)
+    reason = np.empty((2, m), np.int8)
+    hits = np.empty((2, m), np.int32)
+    mfe = np.empty((2, m))
+    mae = np.empty((2, m))
+    _simulate_kernel((o, h, l, c, fund), seg_end, entries, int(horizon), p, ret, bars, reason, hits, mfe, mae)
     out = {'entries': entries, 'valid': bars[0] >= 0}
     for s, side in enumerate(SIDES):
         out |= {

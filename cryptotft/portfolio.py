@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 from .config import ConfigError, DataError, RiskProfile, from_ms, interval_ms, to_ms
-from .labels import SIDES, funding_per_bar, profile_arrays, segment_ends
+from .labels import SIDES, funding_per_bar, profile_arrays, segment_ends, walk_trade
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Market(NamedTuple):
 
 
 def _prices(market: Market) -> tuple:
-    "The arrays the trade kernel reads, in its order."
+    "The price tuple `labels.walk_trade` reads: open, high, low, close, funding."
     return (market.open, market.high, market.low, market.close, market.funding)
 
 
@@ -115,55 +115,18 @@ def candidates(market: Market, signals: pd.DataFrame, horizon: int) -> pd.DataFr
     score = signals['score'].to_numpy(np.float64) if 'score' in signals else np.zeros(len(signals))
     return pd.DataFrame({'bar': bar[ok], 'side': sign.to_numpy()[ok].astype(np.float64), 'score': score[ok]})
 
-# %% ../nbs/08c_portfolio.ipynb #a7078e59
-@njit(cache=True, nogil=True)
-def _trade_path(px, t, horizon, side, p, out):
-    "Marks of one trade from close[t] into out[0 .. k] (fractions of entry notional); returns its exit bars k."
-    o, h, l, c, fund = px
-    stop_loss, take_profit, fractions, ladder, entry_fee, tp_fee, exit_fee = p
-    entry, n_levels = c[t], take_profit.shape[0]
-    stop, level = entry * (1.0 - side * stop_loss), entry * (1.0 + side * take_profit[0])
-    ret, open_fraction, hits = -entry_fee, 1.0, 0
-    out[0] = ret
-    for k in range(1, horizon + 1):
-        j = t + k
-        if fund[j] != 0.0:
-            ret -= side * fund[j] * open_fraction * o[j] / entry
-        favourable, adverse = (h[j], l[j]) if side > 0 else (l[j], h[j])
-        exit_price = o[j] if side * (o[j] - stop) <= 0.0 else (stop if side * (adverse - stop) <= 0.0 else -1.0)
-        if exit_price >= 0.0:  # the stop takes everything left
-            ret += open_fraction * (side * (exit_price / entry - 1.0) - exit_fee * exit_price / entry)
-            out[k] = ret
-            return k
-        if side * (favourable - level) >= 0.0:
-            while hits < n_levels and side * (favourable - level) >= 0.0:
-                ret += fractions[hits] * (side * (level / entry - 1.0) - tp_fee * level / entry)
-                open_fraction -= fractions[hits]
-                hits += 1
-                if hits < n_levels:
-                    level = entry * (1.0 + side * take_profit[hits])
-            if hits == n_levels:
-                out[k] = ret
-                return k
-            stop = entry * (1.0 + side * ladder[hits - 1])  # in force from bar j+1
-        out[k] = ret + open_fraction * side * (c[j] / entry - 1.0)  # the remainder at the close, no exit fee
-    last = c[t + horizon]
-    ret += open_fraction * (side * (last / entry - 1.0) - exit_fee * last / entry)
-    out[horizon] = ret
-    return horizon
-
 # %% ../nbs/08c_portfolio.ipynb #dcb60aa9
 @njit(cache=True, nogil=True)
 def _all_paths(px, bars, sides, horizon, p):
     "Marks of every trade, flat, and the offsets of each trade's slice (two passes: sizes, then values)."
-    scratch = np.empty(horizon + 1)
     offsets = np.zeros(bars.shape[0] + 1, np.int64)
     for i in range(bars.shape[0]):
-        k = _trade_path(px, bars[i], horizon, sides[i], p, scratch)
+        k = walk_trade(px, bars[i], horizon, sides[i], p)[1]  # exit bars
         offsets[i + 1] = offsets[i] + k + 1
     marks = np.empty(offsets[-1])
+    scratch = np.empty(horizon + 1)
     for i in range(bars.shape[0]):
-        k = _trade_path(px, bars[i], horizon, sides[i], p, scratch)
+        k = walk_trade(px, bars[i], horizon, sides[i], p, scratch)[1]
         marks[offsets[i] : offsets[i] + k + 1] = scratch[: k + 1]
     return marks, offsets
 
@@ -187,9 +150,9 @@ def _select(px, ts, bars, sides, symbol, n_symbols, max_positions, horizon, p):
     symbol_busy_until = np.full(n_symbols, _NEVER, np.int64)
     open_until = np.empty(max_positions, np.int64)
     n_open = 0
-    scratch = np.empty(horizon + 1)
     for i in range(bars.shape[0]):
-        t, now = bars[i], ts[bars[i]]
+        t = bars[i]
+        now = ts[t]
         kept = 0
         for q in range(n_open):  # positions exited by now free their slot
             if open_until[q] > now:
@@ -198,7 +161,7 @@ def _select(px, ts, bars, sides, symbol, n_symbols, max_positions, horizon, p):
         n_open = kept
         if symbol_busy_until[symbol[i]] > now or n_open >= max_positions:
             continue
-        k = _trade_path(px, t, horizon, sides[i], p, scratch)
+        k = walk_trade(px, t, horizon, sides[i], p)[1]  # exit bars
         exit_bar[i] = t + k
         symbol_busy_until[symbol[i]] = ts[t + k]
         open_until[n_open] = ts[t + k]
@@ -407,23 +370,22 @@ def portfolio_with_references(
     signals: pd.DataFrame,
     profile: RiskProfile | None = None,
     horizon: int = 100,
-    max_positions: int | None = 5,
-    risk_fraction: float = 0.02,
-    leverage: float = 10.0,
     start=None,
     end=None,
     seed: int = 0,
+    **trading,
 ) -> dict:
     "The model's PortfolioResult and those of its always-long and random-entry references (period [start, end])."
-    trade = dict(
-        profile=profile, horizon=horizon, max_positions=max_positions, risk_fraction=risk_fraction, leverage=leverage
-    )
-    model = portfolio_backtest(market, signals, **trade)
+    # trading: portfolio_backtest's max_positions, risk_fraction and leverage, the same for all three
+    model = portfolio_backtest(market, signals, profile, horizon, **trading)
     if len(signals):
         start = to_ms(signals['timestamp']).min() if start is None else start
         end = to_ms(signals['timestamp']).max() if end is None else end
     refs = reference_signals(market, model.stats['n_candidates'], horizon, start, end, seed)
-    return {'model': model} | {name: portfolio_backtest(market, s, **trade) for name, s in refs.items()}
+    results = {'model': model}
+    for name, ref_signals in refs.items():
+        results[name] = portfolio_backtest(market, ref_signals, profile, horizon, **trading)
+    return results
 
 
 def summary(results: dict) -> pd.DataFrame:
