@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from .config import Config, DataError, RiskProfile, from_ms, interval_ms, to_ms
 from .labels import SIDES, expected_returns
-from .evaluate import eval_frame, load_run_artifacts, point_forecast, run_predictions
+from .evaluate import eval_frame, load_run_artifacts, point_forecast, run_predictions, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -218,11 +218,7 @@ def plot_backtest(results: dict, path=None):
     ax1.set_ylabel('equity')
     ax2.set_ylabel('drawdown')
     ax1.set_title('backtest (fees and funding included)')
-    fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-    return fig
+    return save_figure(fig, path)
 
 # %% ../nbs/08b_backtest.ipynb #0aafb091
 EXIT_BARS = ('buy_exit_bars', 'sell_exit_bars')

@@ -23,11 +23,12 @@ from .config import Config, ConfigError, DataError, config_to_dict, interval_ms,
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TARGETS', 'LABELS', 'TIME_FEATURES', 'SPLITS', 'KEY_COLUMNS', 'WARMUP_COLUMNS', 'RAW_COLUMNS', 'OPEN_END',
-           'SNAPSHOT_VERSION', 'time_features', 'stored_feature_columns', 'model_columns', 'Dataset', 'dataset_arrays',
-           'valid_window_ends', 'split_boundaries', 'assign_splits', 'window_rows', 'fit_scaler', 'index_params',
-           'index_dataset', 'dataset_from_frame', 'processed_frame', 'dataset_from_db', 'get_batch', 'split_table',
-           'record_splits', 'export_dataset', 'load_dataset', 'reindex_if_needed']
+__all__ = ['log', 'TARGETS', 'LABELS', 'TIME_FEATURES', 'SPLITS', 'KEY_COLUMNS', 'WARMUP_COLUMNS', 'RAW_COLUMNS', 'TARGET_SCALES',
+           'VOLATILITY_FEATURE', 'VOLATILITY_FLOOR_PCT', 'OPEN_END', 'SNAPSHOT_VERSION', 'time_features',
+           'stored_feature_columns', 'model_columns', 'Dataset', 'dataset_arrays', 'valid_window_ends',
+           'split_boundaries', 'assign_splits', 'window_rows', 'fit_scaler', 'index_params', 'index_dataset',
+           'dataset_from_frame', 'processed_frame', 'dataset_from_db', 'get_batch', 'split_table', 'record_splits',
+           'export_dataset', 'load_dataset', 'reindex_if_needed']
 
 # %% ../nbs/05_dataset.ipynb #e1a5ab77
 TARGETS = {'regression': ('buy_return', 'sell_return'), 'classification': ('buy_profit', 'sell_profit')}
@@ -37,6 +38,9 @@ SPLITS = ('train', 'val', 'test')
 KEY_COLUMNS = {'symbol', 'interval', 'timestamp'}
 WARMUP_COLUMNS = ('warmup', 'is_warmup')
 RAW_COLUMNS = {'open', 'high', 'low', 'close', 'volume', 'turnover'}  # price-scale: never a model input
+TARGET_SCALES = ('none', 'volatility')  # what the regression targets are divided by (training.target_scale)
+VOLATILITY_FEATURE = 'atr_pct'  # Wilder ATR(14) / close of the bar: causal, known when its window ends
+VOLATILITY_FLOOR_PCT = 0.05  # a frozen market's ATR must not blow a target up: 15m ATR of majors is 0.1-1 %
 
 
 def time_features(ts_ms: np.ndarray) -> np.ndarray:
@@ -116,11 +120,33 @@ class Dataset:
             raise DataError(f"dataset has no split {key!r} (has {', '.join(self.splits)})")
         return self.splits[key]
 
-    def targets(self, task: str) -> np.ndarray:
-        "(N, 2) float32 targets of `task`: returns (regression) or profit flags (classification)."
+    def targets(self, task: str, scale: str = 'none') -> np.ndarray:
+        "(N, 2) float32 targets of `task`: returns (regression, divided by `target_scale(scale)`) or profit flags."
         if task not in TARGETS:
             raise ConfigError(f"task must be one of {', '.join(TARGETS)}, not {task!r}")
-        return self.labels[:, [self.label_names.index(c) for c in TARGETS[task]]]
+        y = self.labels[:, [self.label_names.index(c) for c in TARGETS[task]]]
+        if scale == 'none':
+            return y
+        if task != 'regression':
+            raise ConfigError(f"target_scale {scale!r} divides returns: it needs task 'regression', not {task!r}")
+        return y / self.target_scale(scale)[:, None]
+
+    def target_scale(self, kind: str = 'none', rows=slice(None)) -> np.ndarray:
+        "Divisor of the targets at `rows`: 1 ('none') or the row's ATR in percent, floored ('volatility')."
+        if kind not in TARGET_SCALES:
+            raise ConfigError(f"target_scale must be one of {', '.join(TARGET_SCALES)}, not {kind!r}")
+        if kind == 'none':
+            return np.ones(len(self.timestamps[rows]), np.float32)
+        if VOLATILITY_FEATURE not in self.feature_names:
+            raise DataError(f"target_scale 'volatility' needs the input {VOLATILITY_FEATURE!r}: this dataset lacks it")
+        atr = self.features[rows, list(self.feature_names).index(VOLATILITY_FEATURE)]
+        return np.maximum(100 * atr, VOLATILITY_FLOOR_PCT).astype(np.float32)
+
+    def unscale(self, pred, ends, kind: str = 'none') -> np.ndarray:
+        "Forecasts of the windows ending at `ends` (learned on targets scaled by `kind`) back in percent."
+        pred = np.asarray(pred)
+        scale = self.target_scale(kind, np.asarray(ends))
+        return pred * scale.reshape(-1, *[1] * (pred.ndim - 1)).astype(pred.dtype)
 
     def label(self, name: str) -> np.ndarray:
         "(N,) float32 column `name` of the labels (DataError when this dataset does not hold it)."
@@ -406,11 +432,11 @@ def dataset_from_db(db, cfg: Config, symbols=None, start=None, end=None, feature
     return index_dataset(ds, cfg)
 
 # %% ../nbs/05_dataset.ipynb #15a9c48e
-def get_batch(ds: Dataset, ends: np.ndarray, task: str = 'regression'):
+def get_batch(ds: Dataset, ends: np.ndarray, task: str = 'regression', scale: str = 'none'):
     "Windows ending at `ends`: ({'features': (B, T, F) raw float32, 'symbol': (B,) int32}, (B, 2) targets)."
     ends = np.asarray(ends)
     rows = ends[:, None] + np.arange(-ds.sequence_length + 1, 1)  # (B, T)
-    return {'features': ds.features[rows], 'symbol': ds.symbol_id[ends]}, ds.targets(task)[ends]
+    return {'features': ds.features[rows], 'symbol': ds.symbol_id[ends]}, ds.targets(task, scale)[ends]
 
 # %% ../nbs/05_dataset.ipynb #4c19713e
 def split_table(ds: Dataset, run_id: str) -> pd.DataFrame:

@@ -22,15 +22,15 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'BARS_PER_DAY', 'accuracy', 'win_rate', 'REGRESSION_METRICS', 'CLASSIFICATION_METRICS', 'TRADE_METRICS',
-           'IC_METRICS', 'LOWER_IS_BETTER', 'NO_SKILL', 'DECISION_ONLY', 'FLAGGED', 'HEADLINE', 'PREDICTOR_ORDER',
-           'bootstrap_block', 'block_bootstrap_indices', 'bootstrap_weights', 'SideSample', 'panel_index',
-           'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy', 'precision', 'recall', 'f1', 'avg_trade', 'auc',
-           'ic_time', 'rank_ic_time', 'ic_symbol', 'rank_ic_symbol', 'task_metrics', 'to_score', 'holm',
-           'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'Forecast', 'forecast', 'point_forecast',
-           'eval_frame', 'split_summary', 'baseline_predictions', 'evaluate_split', 'RunArtifacts',
-           'load_run_artifacts', 'model_key', 'save_predictions', 'stored_predictions', 'run_predictions',
-           'plot_metrics', 'model_predictions_of', 'evaluate_run', 'walk_forward_table', 'walk_forward_summary',
-           'compact_table', 'verdict']
+           'IC_METRICS', 'LOWER_IS_BETTER', 'NO_SKILL', 'DECISION_ONLY', 'FLAGGED', 'LIGHTGBM_PARAMS', 'HEADLINE',
+           'PREDICTOR_ORDER', 'bootstrap_block', 'block_bootstrap_indices', 'bootstrap_weights', 'SideSample',
+           'panel_index', 'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy', 'precision', 'recall', 'f1',
+           'avg_trade', 'auc', 'ic_time', 'rank_ic_time', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic',
+           'task_metrics', 'to_score', 'holm', 'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'Forecast',
+           'forecast', 'point_forecast', 'eval_frame', 'split_summary', 'baseline_predictions', 'evaluate_split',
+           'RunArtifacts', 'load_run_artifacts', 'model_key', 'save_predictions', 'stored_predictions',
+           'run_predictions', 'plot_metrics', 'save_figure', 'model_predictions_of', 'evaluate_run',
+           'walk_forward_table', 'walk_forward_summary', 'compact_table', 'verdict']
 
 # %% ../nbs/08_evaluate.ipynb #666734c8
 BARS_PER_DAY = 96  # 15-minute bars: the shortest bootstrap block is one day
@@ -213,6 +213,18 @@ def ic_symbol(W, s):
 def rank_ic_symbol(W, s):
     return _ic_symbol(W, _ranks(_panel(s, s.p), 0), _ranks(_panel(s, s.y), 0))
 
+# %% ../nbs/08_evaluate.ipynb #96458591
+def panel_rank_ic(frame: pd.DataFrame, point) -> list[float]:
+    "Rank IC per timestamp across symbols of (n, 2) scores against the frame's realised returns: one per side."
+    row, col, n_rows, n_cols = panel_index(frame['timestamp'], frame['symbol'])
+    one = np.ones((1, n_rows))
+    point = np.asarray(point, np.float64)
+    out = []
+    for k, side in enumerate(SIDES):
+        s = side_sample(frame[f'{side}_return'], point[:, k], row, col, n_rows, n_cols)
+        out.append(float(rank_ic_time(one, s)[0]))
+    return out
+
 # %% ../nbs/08_evaluate.ipynb #7c052ab7
 REGRESSION_METRICS = {'mae': mae, 'rmse': rmse, 'r2': r2, 'direction_accuracy': direction_accuracy}
 CLASSIFICATION_METRICS = {'accuracy': accuracy, 'precision': precision, 'recall': recall, 'f1': f1, 'auc': auc}
@@ -360,25 +372,24 @@ def constant_baselines(y_train: np.ndarray, n: int, task: str = 'regression') ->
     }
 
 
+LIGHTGBM_PARAMS = {  # small, regularised trees: a baseline that does not memorise noisy returns
+    'n_estimators': 200,
+    'learning_rate': 0.05,
+    'num_leaves': 15,
+    'min_child_samples': 100,  # a leaf holds at least 100 windows
+    'subsample': 0.8,  # bagging and feature sampling: less variance on overlapping labels
+    'subsample_freq': 1,
+    'colsample_bytree': 0.8,
+    'n_jobs': 2,
+    'verbose': -1,
+}
+
+
 def lightgbm_baseline(X_train, y_train, X_test, task: str = 'regression', seed: int = 0, **params) -> np.ndarray:
-    "LightGBM per side on tabular features: (n_test, 2) predicted returns or probabilities."
+    "LightGBM per side on tabular features (`LIGHTGBM_PARAMS`, then `params`): (n_test, 2) returns or probabilities."
     import lightgbm as lgb
 
-    kw = (
-        dict(
-            n_estimators=200,
-            learning_rate=0.05,
-            num_leaves=15,
-            min_child_samples=100,
-            subsample=0.8,
-            subsample_freq=1,
-            colsample_bytree=0.8,
-            random_state=seed,
-            n_jobs=2,
-            verbose=-1,
-        )
-        | params
-    )
+    kw = LIGHTGBM_PARAMS | {'random_state': seed} | params
     X_train, X_test, y_train = (np.asarray(a, np.float64) for a in (X_train, X_test, y_train))
     out = np.empty((len(X_test), 2))
     for k in range(2):
@@ -498,6 +509,7 @@ class RunArtifacts(NamedTuple):
     ds: object
     task: str
     quantiles: tuple
+    target_scale: str = 'none'  # what the model's targets were divided by (training.target_scale of the run)
 
 
 def _snapshot_path(run_dir: Path, meta: dict) -> Path:
@@ -509,7 +521,7 @@ def _snapshot_path(run_dir: Path, meta: dict) -> Path:
 
 
 def load_run_artifacts(cfg: Config, run_id: str, runs_dir='runs') -> RunArtifacts:
-    "Model, metadata, dataset snapshot, task and quantiles of `runs_dir/run_id`."
+    "Model, metadata, dataset snapshot, task, quantiles and target scale of `runs_dir/run_id`."
     from cryptotft.train import load_run
     from cryptotft.dataset import load_dataset
 
@@ -522,7 +534,8 @@ def load_run_artifacts(cfg: Config, run_id: str, runs_dir='runs') -> RunArtifact
     quantiles = tuple(meta.get('tft_config', {}).get('quantiles') or cfg.model.quantiles)
     if task == 'regression' and not meta.get('tft_config', {}).get('mean_head', False):
         log.warning('run %s was trained before the mean head: it is reported as median-only', run_id)
-    return RunArtifacts(run_id, run_dir, model, meta, ds, task, quantiles)
+    scale = meta.get('config', {}).get('training', {}).get('target_scale', 'none')  # runs before the option: none
+    return RunArtifacts(run_id, run_dir, model, meta, ds, task, quantiles, scale)
 
 # %% ../nbs/08_evaluate.ipynb #ea282306
 def model_key(run_dir) -> str:
@@ -567,7 +580,7 @@ def run_predictions(art: RunArtifacts, ends) -> np.ndarray:
     if pred is not None:
         return pred
     log.info('predicting %d windows of run %s', len(ends), art.run_id)
-    pred = predict_windows(art.model, art.ds, ends, task=art.task).astype(np.float64)
+    pred = predict_windows(art.model, art.ds, ends, task=art.task, target_scale=art.target_scale).astype(np.float64)
     path = Path(art.run_dir) / 'predictions.npz'
     if path.exists():
         with np.load(path) as z:
@@ -600,9 +613,16 @@ def plot_metrics(table: pd.DataFrame, path=None, metrics=HEADLINE):
             ax.plot([r['lo'], r['hi']], [y, y], color='C0' if r['side'] == 'buy' else 'C1')
         ax.set_title(m)
         ax.set_ylabel('')
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path=None, dpi: int = 100):
+    "Lay out a pyplot figure; with a `path`, save it there and close it (a script's figures do not pile up)."
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     if path:
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=dpi)
         plt.close(fig)
     return fig
 

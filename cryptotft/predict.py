@@ -125,7 +125,7 @@ def predict_latest(cfg: Config, db, run_id: str, runs_dir='runs', threshold: flo
     arr = dataclasses.replace(
         arr, symbol_id=sid, config=ds.config, labels=np.zeros((len(sid), len(arr.label_names)), np.float32)
     )
-    pred = predict_windows(art.model, arr, ends, task=art.task)
+    pred = predict_windows(art.model, arr, ends, task=art.task, target_scale=art.target_scale)  # in percent
     if threshold is None:
         threshold = (art.meta.get('strategy') or {}).get('threshold')  # the one chosen on validation
     return signal_table(

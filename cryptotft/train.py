@@ -35,6 +35,8 @@ from cryptotft.config import (
 from cryptotft.dataset import (
     Dataset,
     TARGETS,
+    VOLATILITY_FEATURE,
+    VOLATILITY_FLOOR_PCT,
     export_dataset,
     fit_scaler,
     get_batch,
@@ -42,21 +44,21 @@ from cryptotft.dataset import (
     split_table,
     window_rows,
 )
-from .evaluate import forecast, save_predictions, split_summary
+from .evaluate import eval_frame, forecast, panel_rank_ic, save_predictions, split_summary
 from .tft import TFTConfig, build_tft, feature_importance, prediction_loss
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'XLA_MIN_STEPS', 'dataset_tensors', 'window_pipeline', 'Standardize', 'precision_policy', 'build_model',
-           'predict_windows', 'training_figure', 'LivePlot', 'TrainResult', 'steps_per_execution', 'training_strategy',
-           'train', 'train_walk_forward', 'load_run']
+__all__ = ['log', 'XLA_MIN_STEPS', 'CHECKPOINT_METRICS', 'dataset_tensors', 'window_pipeline', 'Standardize', 'precision_policy',
+           'build_model', 'predict_windows', 'training_figure', 'LivePlot', 'RankICCheckpoint', 'TrainResult',
+           'steps_per_execution', 'training_strategy', 'train', 'train_walk_forward', 'load_run']
 
 # %% ../nbs/07_train.ipynb #12caf022
-def dataset_tensors(ds: Dataset, task: str):
-    "Features, symbol ids and targets of `task` as host tensors (built once per run)."
+def dataset_tensors(ds: Dataset, task: str, scale: str = 'none'):
+    "Features, symbol ids and targets of `task` (divided by the `scale` of `Dataset.targets`) as host tensors."
     with tf.device('/CPU:0'):
-        return (tf.constant(ds.features), tf.constant(ds.symbol_id), tf.constant(ds.targets(task)))
+        return (tf.constant(ds.features), tf.constant(ds.symbol_id), tf.constant(ds.targets(task, scale)))
 
 
 def window_pipeline(
@@ -142,12 +144,18 @@ def _prediction_head(model: keras.Model) -> keras.Model:
 
 
 def predict_windows(
-    model: keras.Model, ds: Dataset, ends, batch_size: int = 1024, task: str = 'regression'
+    model: keras.Model,
+    ds: Dataset,
+    ends,
+    batch_size: int = 1024,
+    task: str = 'regression',
+    target_scale: str = 'none',
 ) -> np.ndarray:
-    "The model's 'prediction' of the windows ending at `ends`: (n, 2, 1 + Q) mean and quantiles, or (n, 2)."
+    "The model's 'prediction' of the windows ending at `ends` in percent: (n, 2, 1 + Q) mean and quantiles, or (n, 2)."
     head = _prediction_head(model)  # skip the (n, T, T) attention
     T = model.input['features'].shape[1]  # the model's window, whatever ds was indexed for
-    return head.predict(window_pipeline(ds, ends, task, batch_size, sequence_length=T), verbose=0).astype(np.float32)
+    pred = head.predict(window_pipeline(ds, ends, task, batch_size, sequence_length=T), verbose=0)
+    return ds.unscale(pred.astype(np.float32), ends, target_scale)  # a model of scaled targets: back to percent
 
 # %% ../nbs/07_train.ipynb #65b694ae
 def training_figure(
@@ -246,6 +254,55 @@ class LivePlot(keras.callbacks.Callback):
             else:
                 self.handle.update(fig)
 
+# %% ../nbs/07_train.ipynb #411b6d30
+class RankICCheckpoint(keras.callbacks.Callback):
+    "Checkpoint and early stopping by the validation rank IC across symbols (higher is better), logged per epoch."
+
+    def __init__(
+        self,
+        ds: Dataset,
+        ends,
+        path,
+        patience: int,
+        task: str = 'regression',
+        quantiles=(0.1, 0.5, 0.9),
+        target_scale: str = 'none',
+        batch_size: int = 1024,
+    ):
+        super().__init__()
+        self.ds = ds
+        self.ends = np.asarray(ends)
+        self.frame = eval_frame(ds, self.ends)  # the realised returns of these windows: no other label is read
+        self.path = Path(path)
+        self.patience = int(patience)
+        self.task = task
+        self.quantiles = tuple(quantiles)
+        self.target_scale = target_scale
+        self.batch_size = batch_size
+        self.best = -np.inf
+        self.best_epoch = None
+        self.wait = 0
+
+    def score(self, model: keras.Model) -> list[float]:
+        "Rank IC per timestamp across symbols of `model`'s point forecast (percent) on the windows: buy, sell."
+        pred = predict_windows(model, self.ds, self.ends, self.batch_size, self.task, self.target_scale)
+        return panel_rank_ic(self.frame, forecast(pred, self.quantiles).point)
+
+    def on_epoch_end(self, epoch, logs=None):
+        buy, sell = self.score(self.model)
+        value = (buy + sell) / 2
+        if logs is not None:
+            logs.update(val_rank_ic=value, val_rank_ic_buy=buy, val_rank_ic_sell=sell)
+        if self.best_epoch is None or value > self.best:  # NaN never beats a number
+            self.best = value if np.isfinite(value) else -np.inf
+            self.best_epoch = epoch
+            self.wait = 0
+            self.model.save(self.path)
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.model.stop_training = True
+
 # %% ../nbs/07_train.ipynb #03483aa4
 @dataclass
 class TrainResult:
@@ -292,22 +349,67 @@ def steps_per_execution(cfg: Config) -> int:
     return 4 if cfg.model.d_model <= 64 and not cfg.training.data_parallel else 1
 
 
-def _callbacks(cfg: Config, run_dir: Path, sample, task: str, names, live, quantiles=(0.1, 0.5, 0.9)) -> list:
-    "Checkpoint, early stopping, CSV log, live plots and (when the tensorboard package is installed) TensorBoard."
-    out = [
+CHECKPOINT_METRICS = ('loss', 'rank_ic')  # training.checkpoint_metric: val_loss (lower) or val_rank_ic (higher)
+
+
+def _selection(cfg: Config, run_dir: Path, ds: Dataset, val_ends, task: str, quantiles) -> list:
+    "The callbacks that keep the best checkpoint and stop early, by `training.checkpoint_metric`."
+    t = cfg.training
+    if t.checkpoint_metric == 'rank_ic':
+        path = run_dir / 'model.keras'
+        return [RankICCheckpoint(ds, val_ends, path, t.early_stopping_patience, task, quantiles, t.target_scale)]
+    return [
         keras.callbacks.ModelCheckpoint(run_dir / 'model.keras', monitor='val_loss', save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor='val_loss', patience=cfg.training.early_stopping_patience),
+        keras.callbacks.EarlyStopping(monitor='val_loss', patience=t.early_stopping_patience),
+    ]
+
+
+def _callbacks(cfg: Config, run_dir: Path, ds: Dataset, val_ends, task: str, live, quantiles=(0.1, 0.5, 0.9)) -> list:
+    "Checkpoint and early stopping (first: their metrics reach the others), CSV log, live plots, TensorBoard."
+    sample = _val_sample(ds, val_ends, task, cfg.training.target_scale)
+    out = [
+        *_selection(cfg, run_dir, ds, val_ends, task, quantiles),
         keras.callbacks.CSVLogger(run_dir / 'history.csv'),
-        LivePlot(cfg.training.plot_every, run_dir / 'plots', sample, task, names, live, quantiles),
+        LivePlot(cfg.training.plot_every, run_dir / 'plots', sample, task, ds.feature_names, live, quantiles),
     ]
     if importlib.util.find_spec('tensorboard') is not None:  # tensorflow-cpu wheels may come without it
         out.append(keras.callbacks.TensorBoard(run_dir / 'tensorboard', write_graph=False, profile_batch=0))
     return out
 
 
-def _val_sample(ds: Dataset, ends, task: str, n: int = 512):
-    "A fixed, evenly spread sample of validation windows for the live plots."
-    return get_batch(ds, ends[np.linspace(0, len(ends) - 1, min(n, len(ends))).astype(int)], task)
+def _val_sample(ds: Dataset, ends, task: str, scale: str = 'none', n: int = 512):
+    "A fixed, evenly spread sample of validation windows (targets as the model learns them) for the live plots."
+    return get_batch(ds, ends[np.linspace(0, len(ends) - 1, min(n, len(ends))).astype(int)], task, scale)
+
+
+def _check_selection(cfg: Config, ds: Dataset, task: str):
+    "ConfigError before anything is written when the checkpoint metric or target scale cannot work on `ds`."
+    t = cfg.training
+    if t.checkpoint_metric not in CHECKPOINT_METRICS:
+        raise ConfigError(f"training.checkpoint_metric must be 'loss' or 'rank_ic', not {t.checkpoint_metric!r}")
+    if t.checkpoint_metric == 'rank_ic' and len(ds.symbols) < 3:
+        raise ConfigError("training.checkpoint_metric 'rank_ic' ranks symbols at each bar: it needs three or more")
+    if t.target_scale != 'none' and task != 'regression':
+        raise ConfigError(f"training.target_scale {t.target_scale!r} divides returns: use it with task 'regression'")
+    ds.target_scale(t.target_scale, slice(0, 1))  # an unknown kind or a missing volatility input fails here
+
+
+def _selection_metrics(history: pd.DataFrame, checkpoint_metric: str) -> dict:
+    "Epochs run, the epoch the checkpoint holds (by `checkpoint_metric`) and the validation scores behind it."
+    if checkpoint_metric == 'rank_ic':
+        best = int(history['val_rank_ic'].fillna(-np.inf).idxmax())  # the callback's rule: the first best
+    else:
+        best = int(history['val_loss'].idxmin())
+    out = {
+        'epochs_run': len(history),
+        'checkpoint_metric': checkpoint_metric,
+        'best_epoch': best + 1,
+        'best_val_loss': float(history['val_loss'].min()),
+    }
+    if 'val_rank_ic' in history:
+        out['best_val_rank_ic'] = float(history['val_rank_ic'].iloc[best])
+        out['val_rank_ic_per_epoch'] = [float(v) for v in history['val_rank_ic']]
+    return out
 
 
 def _epoch_steps(n_windows: int, batch_size: int, cfg: Config) -> int:
@@ -332,6 +434,7 @@ def _run_record(run_id, task, fold, cfg, ds, tcfg, scaler, policy, metrics, stat
         'symbols': list(ds.symbols),
         'label_names': list(ds.label_names),
         'targets': list(TARGETS[task]),
+        'target_scale': _scale_record(cfg.training.target_scale),
         'data_range': {**rng, 'start_utc': str(from_ms(rng['start'])), 'end_utc': str(from_ms(rng['end']))},
         'index': ds.config['index'],
         'boundaries': ds.config['boundaries'],
@@ -358,6 +461,13 @@ def _run_record(run_id, task, fold, cfg, ds, tcfg, scaler, policy, metrics, stat
         },
         'versions': {'keras': keras.__version__, 'tensorflow': tf.__version__},
     }
+
+
+def _scale_record(kind: str) -> dict:
+    "What the targets were divided by: predict and evaluate of the saved run multiply forecasts back by it."
+    if kind == 'none':
+        return {'kind': 'none'}
+    return {'kind': kind, 'feature': VOLATILITY_FEATURE, 'percent': True, 'floor_pct': VOLATILITY_FLOOR_PCT}
 
 
 def _write_record(run_dir: Path, rec: dict, db=None):
@@ -409,6 +519,7 @@ def train(
         training={'task': task},
     )
     ds, bs, T = reindex_if_needed(ds, cfg), cfg.model.batch_size, cfg.model.sequence_length
+    _check_selection(cfg, ds, task)
     keras.utils.set_random_seed(cfg.training.seed)
     run_id = validate_run_id(run_id) if run_id else new_run_id(task)
     run_dir = Path(runs_dir or cfg.training.runs_dir) / run_id
@@ -434,7 +545,7 @@ def train(
     _write_record(run_dir, rec, db)
     if db is not None:
         db.upsert('training_sequences', split_table(ds, run_id))
-    tensors = dataset_tensors(ds, task)
+    tensors = dataset_tensors(ds, task, cfg.training.target_scale)  # the model learns the scaled targets
     fit = model.fit(
         # replicas must see equal halves of every batch: a data-parallel run drops the last, partial one
         window_pipeline(
@@ -443,22 +554,17 @@ def train(
         steps_per_epoch=_epoch_steps(len(train_ends), bs, cfg),
         validation_data=window_pipeline(ds, val_ends, task, bs, tensors=tensors),
         epochs=cfg.model.epochs,
-        callbacks=_callbacks(
-            cfg, run_dir, _val_sample(ds, val_ends, task), task, ds.feature_names, live_plots, tcfg.quantiles
-        ),
+        callbacks=_callbacks(cfg, run_dir, ds, val_ends, task, live_plots, tcfg.quantiles),
         shuffle=False,
         verbose=1 if progress else 0,
     )  # tf.data already shuffles the ends
     model = keras.saving.load_model(run_dir / 'model.keras')
     history = pd.DataFrame(fit.history).assign(epoch=fit.epoch)
-    metrics = {
-        'epochs_run': len(fit.epoch),
-        'best_epoch': int(history['val_loss'].idxmin()) + 1,
-        'best_val_loss': float(history['val_loss'].min()),
-    }
+    metrics = _selection_metrics(history, cfg.training.checkpoint_metric)
     test_ends = ds.ends('test', fold)
     scored = np.concatenate([val_ends, test_ends])  # one predict call: one trace
-    pred, y = predict_windows(model, ds, scored, bs, task), ds.targets(task)[scored]
+    pred = predict_windows(model, ds, scored, bs, task, cfg.training.target_scale)  # percent, as the labels
+    y = ds.targets(task)[scored]
     save_predictions(run_dir, scored, pred)  # evaluation, backtest and report read these: predict once per run
     for split, part in (('val', slice(0, len(val_ends))), ('test', slice(len(val_ends), None))):
         metrics[split] = split_summary(y[part], pred[part], task, tcfg.quantiles)

@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cryptotft.config import Config, with_overrides
+from cryptotft.config import Config, ConfigError, DataError, with_overrides
 from cryptotft.dataset import (
     SPLITS,
+    VOLATILITY_FLOOR_PCT,
+    dataset_arrays,
     dataset_from_db,
     dataset_from_frame,
     export_dataset,
@@ -239,3 +241,51 @@ def test_dataset_from_db_reads_one_symbol_at_a_time_and_only_needed_columns(mark
     for q, p in reads:
         assert '*' not in q and 'unused_wide' not in q and 'another_indicator' not in q, q
         assert sum(k.startswith('s') and k[1:].isdigit() for k in p) == 1, p
+
+
+def indicator_rows(candles):
+    "The real indicator model view (atr_pct among it) and labels of one symbol's candles."
+    from cryptotft.indicators import compute_indicators, model_features
+
+    c = candles.sort_values('timestamp').reset_index(drop=True)
+    ind = compute_indicators(c, '15')
+    view = model_features(pd.concat([c, ind], axis=1))
+    lab = labels_for_storage(expected_returns(c, horizon=8))
+    return pd.concat([c[['symbol', 'timestamp']], view[['rsi', 'atr_pct']], lab], axis=1)
+
+
+def test_volatility_scale_round_trips_and_is_the_causal_atr_at_the_window_end(market):
+    candles, _ = market
+    btc = candles[candles.symbol == 'BTCUSDT'].sort_values('timestamp').reset_index(drop=True)
+    cfg = small_cfg()
+    ds = dataset_from_frame(indicator_rows(btc), cfg, features=['rsi', 'atr_pct'])
+    ends = np.concatenate([ds.ends(s) for s in SPLITS])
+    scale = ds.target_scale('volatility', ends)
+    assert (scale >= VOLATILITY_FLOOR_PCT).all() and np.allclose(scale, 100 * ds.features[ends, 1])
+    y = ds.targets('regression')[ends]
+    scaled = ds.targets('regression', 'volatility')[ends]
+    np.testing.assert_allclose(scaled, y / scale[:, None], rtol=1e-6)
+    np.testing.assert_allclose(ds.unscale(scaled, ends, 'volatility'), y, rtol=1e-5, atol=1e-6)  # round trip
+    quantiles = np.stack([scaled, scaled - 1, scaled, scaled + 1], -1)  # (n, 2, 1 + Q) like a model's output
+    np.testing.assert_allclose(ds.unscale(quantiles, ends, 'volatility')[:, :, 0], y, rtol=1e-5, atol=1e-6)
+    # causality: the scale at a window end is the same when every later bar is changed or cut off
+    t = int(ds.ends('val')[0])
+    later = btc.copy()
+    later.loc[t + 1 :, ['high', 'close']] *= 1.3
+    changed = dataset_from_frame(indicator_rows(later), cfg, features=['rsi', 'atr_pct'])
+    cut = dataset_arrays(indicator_rows(btc.iloc[: t + 1]), features=['rsi', 'atr_pct'])
+    assert changed.target_scale('volatility', [t]) == ds.target_scale('volatility', [t])
+    assert np.isclose(100 * cut.features[t, 1], ds.target_scale('volatility', [t])[0])
+    assert changed.target_scale('volatility', [t + 5]) != ds.target_scale('volatility', [t + 5])  # later ones move
+
+
+def test_target_scale_refuses_what_it_cannot_do(market):
+    candles, funding = market
+    ds = dataset_from_frame(processed(candles, funding), small_cfg(), features=FEATURES)
+    assert (ds.target_scale('none') == 1).all() and ds.targets('regression', 'none') is not None
+    with pytest.raises(DataError, match='atr_pct'):
+        ds.targets('regression', 'volatility')
+    with pytest.raises(ConfigError, match='target_scale'):
+        ds.target_scale('range')
+    with pytest.raises(ConfigError, match='regression'):
+        ds.targets('classification', 'volatility')

@@ -26,7 +26,7 @@ TINY = {  # a few minutes on 2 CPU cores: 4 symbols x 30 days, 16-bar windows an
     'epochs': 1,
     'window_stride': 2,
     'n_boot': 30,
-    'candidates': 'indicators,context',
+    'candidates': 'indicators,context,indicators-vol-rank-ic',  # the vol-scaled, rank-IC-checkpointed one too
 }
 
 
@@ -91,8 +91,13 @@ def test_choice_table_records_every_configuration_and_the_walk_forward_uses_the_
     _, out = study
     choices = pd.read_csv(out / 'choices.csv')
     tft = choices[choices.model == 'TFT']
-    assert sorted(tft.configuration) == ['context', 'indicators']
+    assert sorted(tft.configuration) == ['context', 'indicators', 'indicators-vol-rank-ic']
     assert np.isfinite(tft[['val_rank_ic_buy', 'val_rank_ic_sell', 'val_rank_ic']].to_numpy()).all()
+    options = tft.set_index('configuration')[['checkpoint_metric', 'target_scale']]
+    assert options.loc['indicators'].tolist() == ['loss', 'none']
+    assert options.loc['indicators-vol-rank-ic'].tolist() == ['rank_ic', 'volatility']
+    ranked = tft.set_index('configuration').loc['indicators-vol-rank-ic']
+    assert ranked.best_epoch == 1 and np.isfinite(float(ranked.val_rank_ic_per_epoch))  # one epoch, its rank IC
     assert choices.chosen.sum() == 1
     chosen = tft.loc[tft.val_rank_ic.idxmax(), 'configuration']
     assert choices.loc[choices.chosen, 'configuration'].item() == chosen  # the best validation score, nothing else
@@ -100,5 +105,5 @@ def test_choice_table_records_every_configuration_and_the_walk_forward_uses_the_
     metrics = pd.read_csv(out / 'metrics.csv', dtype={'fold': str})
     runs = sorted(set(metrics.run_id.dropna()))
     assert runs == [f'study-{chosen}-f1', f'study-{chosen}-f2']
-    inputs = {'indicators': 51, 'context': 88}[chosen]
+    inputs = {'indicators': 51, 'context': 88}[chosen.split('-')[0]]
     assert len(json.loads((out / 'runs' / runs[0] / 'run.json').read_text())['feature_names']) == inputs

@@ -1,5 +1,6 @@
 "Training end to end on tiny synthetic data: loss falls, no leakage, exact reload, run folder and db rows."
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -9,12 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryptotft.config import Config, with_overrides
+import keras
+
+from cryptotft.config import Config, ConfigError, DataError, with_overrides
 from cryptotft.dataset import dataset_from_frame, export_dataset, load_dataset
 from cryptotft.db import connect
+from cryptotft.evaluate import eval_frame, forecast, load_run_artifacts, metrics_table, run_predictions
 from conftest import tiny_processed
 from cryptotft.synthetic import synthetic_market
-from cryptotft.train import load_run, predict_windows, train
+from cryptotft.tft import TFTConfig
+from cryptotft.train import RankICCheckpoint, build_model, load_run, predict_windows, train
 
 TINY = dict(
     sequence_length=16, prediction_horizon=8, d_model=8, num_heads=2, batch_size=64, dropout=0.0, learning_rate=3e-3
@@ -132,6 +137,134 @@ def test_shuffled_targets_score_at_chance_while_a_planted_signal_does_better(shu
         assert all(abs(a - 0.5) < 0.07 for a in auc), auc  # ~1,100 test windows: sd of AUC ~0.02
     else:
         assert min(auc) > 0.7, auc
+
+
+SCALED = ['log_return', 'range_pct', 'mom_16', 'atr_pct']
+
+
+def three_symbol_frame(days=14, seed=0):
+    "Three SYNTHETIC symbols (a rank across symbols needs three) with a causal ATR % stand-in column."
+    candles, funding = synthetic_market(('BTCUSDT', 'ETHUSDT', 'SOLUSDT'), days=days, seed=seed, momentum=0.3)
+    df = tiny_processed(candles, funding, horizon=8, third='mom_16')
+    c = candles.sort_values(['symbol', 'timestamp'])
+    atr = ((c.high - c.low) / c.close).groupby(c.symbol).transform(lambda r: r.rolling(14).mean())
+    return df.merge(c[['symbol', 'timestamp']].assign(atr_pct=atr), on=['symbol', 'timestamp'], how='left')
+
+
+@pytest.fixture(scope='module')
+def ranked(tmp_path_factory):
+    "A tiny run that keeps the checkpoint of the best validation rank IC and learns volatility-scaled targets."
+    tmp = tmp_path_factory.mktemp('ranked')
+    cfg = tiny_cfg(checkpoint_metric='rank_ic', target_scale='volatility')
+    ds = dataset_from_frame(three_symbol_frame(), cfg, SCALED)
+    res = train(cfg, ds, epochs=4, runs_dir=tmp, run_id='ranked', progress=False, live_plots=False)
+    return cfg, ds, res, tmp
+
+
+def untrained(ds, cfg):
+    "A fresh tiny model for `ds` (as `fit` leaves it: stop_training set)."
+    model = build_model(TFTConfig.from_config(cfg, ds.features.shape[1], len(ds.symbols)), ds.scaler)
+    model.stop_training = False
+    return model
+
+
+def test_rank_ic_callback_logs_the_number_evaluate_reports_and_reads_only_validation(tmp_path):
+    cfg = tiny_cfg()
+    ds = dataset_from_frame(three_symbol_frame(days=8), cfg, SCALED)
+    model = untrained(ds, cfg)
+    val = ds.ends('val')
+    cb = RankICCheckpoint(ds, val, tmp_path / 'm.keras', patience=2)
+    cb.set_model(model)
+    logs = {}
+    cb.on_epoch_end(0, logs)
+    point = forecast(predict_windows(model, ds, val), cfg.model.quantiles).point
+    table = metrics_table(eval_frame(ds, val), {'model': point}, n_boot=2)
+    ic = table.query("metric == 'rank_ic_time' and reference == 'zero'").set_index('side')['value']
+    assert np.isfinite(logs['val_rank_ic'])
+    assert np.isclose(logs['val_rank_ic_buy'], ic['buy']) and np.isclose(logs['val_rank_ic_sell'], ic['sell'])
+    assert np.isclose(logs['val_rank_ic'], (ic['buy'] + ic['sell']) / 2)
+    # blank every label but the validation windows' and every feature row no validation window reads
+    blind = ds.labels.copy()
+    keep = np.zeros(len(blind), bool)
+    keep[val] = True
+    blind[~keep] = np.nan
+    feats = ds.features.copy()
+    rows = np.zeros(len(feats), bool)
+    for t in range(ds.sequence_length):
+        rows[val - t] = True
+    feats[~rows] = np.nan
+    cut = RankICCheckpoint(dataclasses.replace(ds, labels=blind, features=feats), val, tmp_path / 'n.keras', 2)
+    assert not set(val) & set(ds.ends('test')) and len(cut.frame) == len(val)
+    assert np.allclose(cut.score(model), [logs['val_rank_ic_buy'], logs['val_rank_ic_sell']])  # test never read
+
+
+def test_rank_ic_checkpoint_saves_the_weights_of_the_best_epoch_and_stops_after_patience(tmp_path):
+    cfg = tiny_cfg()
+    ds = dataset_from_frame(three_symbol_frame(days=8), cfg, SCALED)
+    model = untrained(ds, cfg)
+    cb = RankICCheckpoint(ds, ds.ends('val'), tmp_path / 'best.keras', patience=3)
+    cb.set_model(model)
+    rng = np.random.default_rng(0)
+    weights, scores = [], []
+    for epoch in range(8):  # each "epoch" a random draw of weights: the rank IC goes up and down
+        model.set_weights([w + rng.normal(0, 0.3, w.shape).astype(w.dtype) for w in model.get_weights()])
+        logs = {}
+        cb.on_epoch_end(epoch, logs)
+        weights.append(model.get_weights())
+        scores.append(logs['val_rank_ic'])
+        if model.stop_training:
+            break
+    best = int(np.nanargmax(scores))
+    assert cb.best_epoch == best and np.isclose(cb.best, scores[best])
+    assert model.stop_training == (len(scores) - 1 - best >= 3)
+    saved = keras.saving.load_model(tmp_path / 'best.keras')
+    assert all(np.array_equal(a, b) for a, b in zip(saved.get_weights(), weights[best]))
+
+
+def test_rank_ic_run_logs_every_epoch_and_restores_the_best_by_it(ranked):
+    cfg, ds, res, _ = ranked
+    history = pd.read_csv(res.run_dir / 'history.csv')
+    assert {'val_loss', 'val_rank_ic', 'val_rank_ic_buy', 'val_rank_ic_sell'} <= set(history.columns)
+    meta = json.loads((res.run_dir / 'run.json').read_text())
+    m = meta['metrics']
+    assert m['checkpoint_metric'] == 'rank_ic' and len(m['val_rank_ic_per_epoch']) == len(history) == m['epochs_run']
+    assert m['best_epoch'] == int(history['val_rank_ic'].fillna(-np.inf).idxmax()) + 1
+    assert np.isclose(m['best_val_rank_ic'], history['val_rank_ic'].max())
+    scorer = RankICCheckpoint(ds, ds.ends('val'), res.run_dir / 'unused.keras', 1, target_scale='volatility')
+    assert np.isclose(np.mean(scorer.score(res.model)), m['best_val_rank_ic'], atol=1e-4)  # the kept weights
+
+
+def test_volatility_scaled_run_stores_and_serves_predictions_in_percent(ranked):
+    cfg, ds, res, runs = ranked
+    ends = np.concatenate([ds.ends('val'), ds.ends('test')])
+    raw = predict_windows(res.model, ds, ends)  # the model's own outputs: returns in ATR units
+    scale = ds.target_scale('volatility', ends)
+    assert np.allclose(scale, 100 * ds.features[ends, SCALED.index('atr_pct')])
+    with np.load(res.run_dir / 'predictions.npz') as z:
+        stored = z['pred'][np.searchsorted(z['ends'], ends)]
+    assert np.allclose(stored, raw * scale[:, None, None], rtol=1e-4, atol=1e-5)
+    meta = json.loads((res.run_dir / 'run.json').read_text())
+    assert meta['target_scale']['kind'] == 'volatility' and meta['config']['training']['target_scale'] == 'volatility'
+    (res.run_dir / 'predictions.npz').unlink()  # predict again from the saved run folder alone
+    art = load_run_artifacts(Config(), 'ranked', runs)
+    assert art.target_scale == 'volatility'
+    np.testing.assert_allclose(run_predictions(art, ends), stored, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(stored, raw, rtol=0.05)  # the scale is no identity: the units really differ
+
+
+def test_selection_options_that_cannot_work_fail_before_anything_is_written(tmp_path):
+    two = dataset_from_frame(momentum_frame(days=6), tiny_cfg(), ['log_return', 'range_pct', 'mom_16'])
+    for training, message in (
+        (dict(checkpoint_metric='sharpe'), 'checkpoint_metric'),
+        (dict(checkpoint_metric='rank_ic'), 'three or more'),
+        (dict(target_scale='volatility'), 'atr_pct'),
+        (dict(target_scale='range'), 'target_scale'),
+    ):
+        with pytest.raises((ConfigError, DataError), match=message):
+            train(tiny_cfg(**training), two, epochs=1, runs_dir=tmp_path, run_id='unwritten', progress=False)
+    with pytest.raises(ConfigError, match='regression'):
+        train(tiny_cfg(target_scale='volatility'), two, task='classification', runs_dir=tmp_path, run_id='unwritten')
+    assert not (tmp_path / 'unwritten').exists()
 
 
 ALLOCATOR_SCRIPT = """
