@@ -6,10 +6,9 @@ min(token-bucket rate, concurrency / latency, Bybit's 120 requests/s) x 1000 can
 ratio to it; plus the ratio to Bybit's hard ceiling (120 requests/s x 1000 = 120,000 candles/s), and
 requests/s against the allowed rate (funding pages and the one-request-per-range edges carry fewer
 than 1000 candles, so the candle ratio is lower than the request ratio).
-Run: .venv/bin/python benchmarks/bench_download.py [--days 180] [--symbols 8] [--latency 0.05]
+Run: .venv/bin/python benchmarks/bench_download.py [--days 180] [--n-symbols 8] [--latency 0.05]
 """
 
-import argparse
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ from pathlib import Path
 from cryptotft.config import BybitConfig, Config
 from cryptotft.db import connect
 from cryptotft.download import BYBIT, BybitClient, download
+from _options import run_with_options
 
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = [
@@ -102,9 +102,4 @@ def bench_download(days=180, n_symbols=8, latency=0.05):
 
 
 if __name__ == '__main__':
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--days', type=int, default=180)
-    p.add_argument('--symbols', type=int, default=8)
-    p.add_argument('--latency', type=float, default=0.05)
-    a = p.parse_args()
-    bench_download(a.days, a.symbols, a.latency)
+    run_with_options(bench_download, __doc__)

@@ -1,13 +1,12 @@
 """Label speed: `expected_returns(df)` (the public API, as a notebook calls it) on 1M real 15m bars and the numba
 kernel on ~5M, both sides, next to the plain-Python reference simulator on a slice, in the same process.
 
-Run: .venv/bin/python benchmarks/bench_labels.py [--api-bars 1000000] [--bars 5000000] [--ref-bars 20000]
+Run: .venv/bin/python benchmarks/bench_labels.py [--api-bars 1000000] [--n-bars 5000000] [--ref-bars 20000]
 Data: /work/shared/data/binance_usdm_15m (real Binance USD-M candles) with funding where available;
 falls back to a synthetic random walk when the folder is missing. Prints bars/s of each and the ratios
 (goal for the API: >= 200x the reference), and checks that the API's labels are bit-identical to the kernel's.
 """
 
-import argparse
 import atexit
 import os
 import shutil
@@ -30,6 +29,7 @@ import pandas as pd  # noqa: E402
 from cryptotft.config import RiskProfile, from_ms, to_ms  # noqa: E402
 from cryptotft.labels import expected_returns, funding_per_bar, segment_ends, simulate_entries  # noqa: E402
 from reference_labels import reference_labels  # noqa: E402
+from _options import run_with_options  # noqa: E402
 
 DATA = Path('/work/shared/data')
 
@@ -144,7 +144,7 @@ def cached_load_seconds():
     return float(r.stdout.strip()) if r.returncode == 0 else float('nan')
 
 
-def main(n_bars, api_bars, ref_bars, horizon=100):
+def main(n_bars=5_000_000, api_bars=1_000_000, ref_bars=20_000, horizon=100):
     profile = RiskProfile()
     t0 = time.perf_counter()
     symbols = load_symbols()
@@ -217,9 +217,4 @@ def main(n_bars, api_bars, ref_bars, horizon=100):
 
 
 if __name__ == '__main__':
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--bars', type=int, default=5_000_000)
-    ap.add_argument('--api-bars', type=int, default=1_000_000)
-    ap.add_argument('--ref-bars', type=int, default=20_000)
-    a = ap.parse_args()
-    main(a.bars, a.api_bars, a.ref_bars)
+    run_with_options(main, __doc__)

@@ -1,13 +1,12 @@
 """Portfolio backtest speed: ~50 symbols x 1 year of 15-minute bars, a few thousand model signals plus the references.
 
-Run: .venv/bin/python benchmarks/bench_portfolio.py [--days 365] [--signals 3000] [--max-positions 5] [--synthetic]
+Run: .venv/bin/python benchmarks/bench_portfolio.py [--days 365] [--n-signals 3000] [--max-positions 5] [--synthetic]
 Data: the last `--days` of /work/shared/data/binance_usdm_15m (real Binance USD-M candles, 50 symbols) with funding
 where available; `--synthetic` (or a missing folder) uses cryptotft.synthetic with 50 symbols instead (exactly
 50 x 96 x days bars). Prints the time of each step: building the Market, the first (compiling) call, the model's
 backtest, the always-long reference (a candidate at every bar) and the random-entry reference.
 """
 
-import argparse
 import atexit
 import os
 import shutil
@@ -28,6 +27,7 @@ import pandas as pd  # noqa: E402
 
 from cryptotft.config import RiskProfile, to_ms  # noqa: E402
 from cryptotft.portfolio import labelled, market_arrays, portfolio_backtest, reference_signals  # noqa: E402
+from _options import run_with_options  # noqa: E402
 
 DATA = Path('/work/shared/data')
 
@@ -57,7 +57,7 @@ def timed(label, fn):
     return out
 
 
-def main(days, n_signals, max_positions, synthetic, horizon=100):
+def main(days=365, n_signals=3000, max_positions=5, synthetic=False, horizon=100):
     profile = RiskProfile()
     candles, funding, source = load(days, synthetic)
     market = timed('market_arrays', lambda: market_arrays(candles, funding))
@@ -93,10 +93,4 @@ def main(days, n_signals, max_positions, synthetic, horizon=100):
 
 
 if __name__ == '__main__':
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--days', type=int, default=365)
-    ap.add_argument('--signals', type=int, default=3000)
-    ap.add_argument('--max-positions', type=int, default=5)
-    ap.add_argument('--synthetic', action='store_true')
-    a = ap.parse_args()
-    main(a.days, a.signals, a.max_positions, a.synthetic)
+    run_with_options(main, __doc__)

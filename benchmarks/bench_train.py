@@ -237,9 +237,12 @@ PF_INDEX_MB_PER_M_ROWS, PF_PANEL_MB_PER_M_ROWS = 290.0, 220.0  # pytorch-forecas
 
 
 def real_processed_frame(
-    data_dir='../shared/data/binance_usdm_15m', funding_dir='../shared/data/binance_usdm_funding', horizon=100
+    data_dir='../shared/data/binance_usdm_15m',
+    funding_dir='../shared/data/binance_usdm_funding',
+    horizon=100,
+    symbols=None,
 ):
-    "All real 15m candles -> indicators -> scale-free model features + labels, as one processed frame."
+    "Real 15m candles (all, or `symbols`) -> indicators -> scale-free model features + labels, as one frame."
     from pathlib import Path
     import pandas as pd
     from cryptotft.indicators import compute_indicators, model_features
@@ -247,6 +250,8 @@ def real_processed_frame(
 
     frames = []
     for f in sorted(Path(data_dir).glob('*.parquet')):
+        if symbols is not None and f.stem not in symbols:
+            continue
         c = pd.read_parquet(f)
         c['timestamp'] = (
             pd.to_datetime(c['timestamp'], unit='ms', utc=True)
