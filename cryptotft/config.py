@@ -8,6 +8,7 @@ Docs: https://cryptotft.github.io/cryptotft/config.html.md"""
 # %% ../nbs/00_config.ipynb #480ae33f
 from __future__ import annotations
 import dataclasses
+import datetime
 import math
 import os
 import re
@@ -219,6 +220,7 @@ class TrainingConfig:
     test_fraction: float = 0.15
     walk_forward_folds: int = 0
     window_stride: int = 1
+    val_stride: int = 0  # validation during fit: every n-th bar, all symbols at it (0: window_stride)
     early_stopping_patience: int = 5
     plot_every: int = 5
     seed: int = 42
@@ -249,11 +251,18 @@ class Config:
 _SECRET_FIELDS = {'url_override', 'password'}
 
 # %% ../nbs/00_config.ipynb #bba9b3eb
+_YAML11_FLOAT = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+')  # 1e-3: YAML 1.1 reads it as text
+
+
 def _coerce(value, typ, key):
     "Check one YAML value against a field's type, naming `key` when it does not fit."
     typ = {'str': str, 'int': int, 'float': float, 'tuple': tuple, 'bool': bool}.get(typ, typ)
     if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if typ is float and isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+        return float(value)
+    if typ is str and isinstance(value, datetime.date):  # an unquoted 2025-01-01
+        return value.isoformat()
     if typ is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if typ is str and isinstance(value, (str, int)) and not isinstance(value, bool):
@@ -363,6 +372,7 @@ def _check_rules(cfg: Config) -> Config:
     )
     need(t.walk_forward_folds >= 0, 'training.walk_forward_folds', f'must be >= 0, got {t.walk_forward_folds}')
     need(t.window_stride >= 1, 'training.window_stride', f'must be >= 1, got {t.window_stride}')
+    need(t.val_stride >= 0, 'training.val_stride', f'must be >= 0 (0: window_stride), got {t.val_stride}')
     need(
         t.early_stopping_patience >= 0,
         'training.early_stopping_patience',

@@ -51,8 +51,9 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'XLA_MIN_STEPS', 'CHECKPOINT_METRICS', 'dataset_tensors', 'window_pipeline', 'Standardize', 'precision_policy',
-           'build_model', 'predict_windows', 'training_figure', 'LivePlot', 'RankICCheckpoint', 'TrainResult',
-           'steps_per_execution', 'training_strategy', 'train', 'train_walk_forward', 'load_run']
+           'build_model', 'predict_windows', 'training_figure', 'LivePlot', 'RankICCheckpoint', 'fit_validation_ends',
+           'val_stride', 'TrainResult', 'steps_per_execution', 'training_strategy', 'train', 'train_walk_forward',
+           'load_run']
 
 # %% ../nbs/07_train.ipynb #12caf022
 def dataset_tensors(ds: Dataset, task: str, scale: str = 'none'):
@@ -303,6 +304,20 @@ class RankICCheckpoint(keras.callbacks.Callback):
         if self.wait >= self.patience:
             self.model.stop_training = True
 
+# %% ../nbs/07_train.ipynb #2e723609
+def fit_validation_ends(ds: Dataset, ends, stride: int):
+    "Validation window ends scored during fit: every `stride`-th distinct bar among `ends`, all symbols at it."
+    ends = np.asarray(ends)
+    if stride <= 1 or len(ends) == 0:
+        return ends
+    _, bar = np.unique(ds.timestamps[ends], return_inverse=True)  # 0, 1, 2, ... by time
+    return ends[bar % stride == 0]
+
+
+def val_stride(cfg: Config) -> int:
+    "`training.val_stride`, where 0 means the training `window_stride`."
+    return cfg.training.val_stride or cfg.training.window_stride
+
 # %% ../nbs/07_train.ipynb #03483aa4
 @dataclass
 class TrainResult:
@@ -546,21 +561,23 @@ def train(
     if db is not None:
         db.upsert('training_sequences', split_table(ds, run_id))
     tensors = dataset_tensors(ds, task, cfg.training.target_scale)  # the model learns the scaled targets
+    fit_val_ends = fit_validation_ends(ds, val_ends, val_stride(cfg))  # all of them after fit
     fit = model.fit(
         # replicas must see equal halves of every batch: a data-parallel run drops the last, partial one
         window_pipeline(
             ds, train_ends, task, bs, True, cfg.training.seed, tensors, drop_remainder=cfg.training.data_parallel
         ).repeat(),
         steps_per_epoch=_epoch_steps(len(train_ends), bs, cfg),
-        validation_data=window_pipeline(ds, val_ends, task, bs, tensors=tensors),
+        validation_data=window_pipeline(ds, fit_val_ends, task, bs, tensors=tensors),
         epochs=cfg.model.epochs,
-        callbacks=_callbacks(cfg, run_dir, ds, val_ends, task, live_plots, tcfg.quantiles),
+        callbacks=_callbacks(cfg, run_dir, ds, fit_val_ends, task, live_plots, tcfg.quantiles),
         shuffle=False,
         verbose=1 if progress else 0,
     )  # tf.data already shuffles the ends
     model = keras.saving.load_model(run_dir / 'model.keras')
     history = pd.DataFrame(fit.history).assign(epoch=fit.epoch)
     metrics = _selection_metrics(history, cfg.training.checkpoint_metric)
+    metrics['fit_val_windows'] = len(fit_val_ends)  # what the epoch scores saw; the split scores below see all
     test_ends = ds.ends('test', fold)
     scored = np.concatenate([val_ends, test_ends])  # one predict call: one trace
     pred = predict_windows(model, ds, scored, bs, task, cfg.training.target_scale)  # percent, as the labels
