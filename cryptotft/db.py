@@ -43,13 +43,10 @@ sa.Table(
     'symbols',
     metadata,
     sa.Column('symbol', _S(32), primary_key=True),
-    sa.Column('status', _S(32)),
-    sa.Column('contract_type', _S(32)),
-    sa.Column('base_coin', _S(32)),
+    *[sa.Column(c, _S(32)) for c in ('status', 'contract_type', 'base_coin')],
     sa.Column('quote_coin', _S(16)),
     sa.Column('launch_time', _B),
-    sa.Column('tick_size', _F),
-    sa.Column('qty_step', _F),
+    *[sa.Column(c, _F) for c in ('tick_size', 'qty_step')],
     sa.Column('funding_interval', _I),
     sa.Column('updated_at', _B),
 )
@@ -82,9 +79,7 @@ sa.Table(
     sa.Column('symbols', sa.Text),
     sa.Column('data_start', _B),
     sa.Column('data_end', _B),
-    sa.Column('config', sa.Text),
-    sa.Column('metrics', sa.Text),
-    sa.Column('artifacts', sa.Text),
+    *[sa.Column(c, sa.Text) for c in ('config', 'metrics', 'artifacts')],  # JSON
 )
 sa.Table(
     'training_sequences',

@@ -13,7 +13,7 @@ __all__ = ['TASKS', 'register', 'fast_variable_selection', 'TFTConfig', 'Block',
 
 # %% ../nbs/06_tft.ipynb #03ccf8df
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import keras
 import numpy as np
@@ -80,20 +80,13 @@ class TFTConfig:
     def from_config(cls, cfg: Config, n_features: int, n_symbols: int, task: str | None = None) -> 'TFTConfig':
         "TFTConfig from a `cryptotft.config.Config` (its `model` section; task defaults to `training.task`)."
         m = cfg.model
+        shared = {f.name: getattr(m, f.name) for f in fields(cls) if hasattr(m, f.name)}  # same name, same meaning
         return cls(
             n_features=n_features,
             n_symbols=n_symbols,
-            sequence_length=m.sequence_length,
-            d_model=m.d_model,
-            num_heads=m.num_heads,
-            dropout=m.dropout,
-            lstm_layers=m.lstm_layers,
-            quantiles=tuple(m.quantiles),
             task=task or cfg.training.task,
-            mean_loss_weight=m.mean_loss_weight,
-            quantile_loss_weight=m.quantile_loss_weight,
-            huber_delta=m.huber_delta,
             fast_variable_selection=fast_variable_selection(m.variable_selection),
+            **shared,
         )
 
     @property
