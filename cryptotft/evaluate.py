@@ -8,6 +8,7 @@ Docs: https://cryptotft.github.io/cryptotft/evaluate.html.md"""
 # %% ../nbs/08_evaluate.ipynb #2fc67965
 from __future__ import annotations
 import hashlib
+import json
 import logging
 import os
 import warnings
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 import numpy as np
 import pandas as pd
-from .config import Config, DataError, from_ms, to_ms
+from .config import Config, ConfigError, DataError, from_ms, to_ms
 from .labels import SIDES
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,8 @@ __all__ = ['log', 'BARS_PER_DAY', 'accuracy', 'win_rate', 'REGRESSION_METRICS', 
            'task_metrics', 'to_score', 'holm', 'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'Forecast',
            'forecast', 'point_forecast', 'eval_frame', 'split_summary', 'baseline_predictions', 'evaluate_split',
            'RunArtifacts', 'load_run_artifacts', 'model_key', 'save_predictions', 'stored_predictions',
-           'run_predictions', 'plot_metrics', 'save_figure', 'model_predictions_of', 'evaluate_run',
-           'walk_forward_table', 'walk_forward_summary', 'compact_table', 'verdict']
+           'run_predictions', 'ensemble_predictions', 'plot_metrics', 'save_figure', 'model_predictions_of',
+           'evaluate_run', 'walk_forward_table', 'walk_forward_summary', 'compact_table', 'verdict']
 
 # %% ../nbs/08_evaluate.ipynb #666734c8
 BARS_PER_DAY = 96  # 15-minute bars: the shortest bootstrap block is one day
@@ -593,6 +594,42 @@ def run_predictions(art: RunArtifacts, ends) -> np.ndarray:
     save_predictions(art.run_dir, ends, pred)
     return pred
 
+# %% ../nbs/08_evaluate.ipynb #ecb77ca2
+def _ensemble_key(run_dir: Path) -> dict:
+    "What the members of one ensemble must share (from run.json): task, target scale, quantiles, mean head."
+    path = Path(run_dir) / 'run.json'
+    if not path.exists():
+        raise DataError(f"{run_dir} is not a run folder (no run.json): pass runs/<run_id>")
+    meta = json.loads(path.read_text())
+    tft = meta.get('tft_config', {})
+    return {
+        'task': meta.get('task'),
+        'target_scale': meta.get('config', {}).get('training', {}).get('target_scale', 'none'),
+        'quantiles': list(tft.get('quantiles') or []),
+        'mean_head': tft.get('mean_head'),
+    }
+
+
+def ensemble_predictions(run_dirs, ends) -> np.ndarray:
+    "Element-wise mean of the stored predictions (percent) of runs `run_dirs` for windows `ends`: an ensemble."
+    run_dirs = [Path(d) for d in run_dirs]
+    if not run_dirs:
+        raise ConfigError('an ensemble needs at least one run folder')
+    first = _ensemble_key(run_dirs[0])
+    preds = []
+    for d in run_dirs:
+        key = _ensemble_key(d)
+        if key != first:
+            raise ConfigError(f"runs {run_dirs[0].name} and {d.name} cannot be averaged: {first} vs {key}")
+        pred = stored_predictions(d, ends)
+        if pred is None:
+            raise DataError(f"run {d.name} holds no current predictions of these windows: evaluate it once first")
+        if preds and pred.shape != preds[0].shape:
+            raise ConfigError(f"runs {run_dirs[0].name} and {d.name} predict {preds[0].shape} and {pred.shape}")
+        preds.append(pred)
+    log.info('ensemble of %d runs over %d windows', len(preds), len(preds[0]))
+    return np.mean(preds, axis=0)
+
 # %% ../nbs/08_evaluate.ipynb #78512248
 HEADLINE = ('r2', 'direction_accuracy', 'auc', 'win_rate', 'rank_ic_time', 'rank_ic_symbol')
 
@@ -627,9 +664,9 @@ def save_figure(fig, path=None, dpi: int = 100):
     return fig
 
 
-def model_predictions_of(art: RunArtifacts, ends) -> dict:
-    "The run's named predictions for `ends`: 'model' (the point forecast) and, for a mean-head run, 'model_median'."
-    f = forecast(run_predictions(art, ends), art.quantiles)
+def model_predictions_of(art: RunArtifacts, ends, pred=None) -> dict:
+    "Named predictions for `ends`: 'model' (the point forecast) and, with a mean head, 'model_median'."
+    f = forecast(run_predictions(art, ends) if pred is None else pred, art.quantiles)  # `pred`: e.g. an ensemble's
     out = {'model': f.point}
     if f.kind == 'mean':
         out['model_median'] = f.median
@@ -674,20 +711,22 @@ def _record_metrics(db, art: RunArtifacts, table: pd.DataFrame):
 
 # %% ../nbs/08_evaluate.ipynb #91ef5ff5
 def walk_forward_table(cfg: Config, run_ids, runs_dir='runs', n_boot: int = 500, out_dir=None) -> pd.DataFrame:
-    "Out-of-sample metrics per walk-forward fold run and pooled over all folds (column `fold`)."
+    "Out-of-sample metrics per fold run (or list of a fold's ensemble runs) and pooled over all folds (column `fold`)."
     tables, frames, preds, task, block = [], [], [], 'regression', BARS_PER_DAY
     for run_id in run_ids:
-        art = load_run_artifacts(cfg, run_id, runs_dir)
+        members = [run_id] if isinstance(run_id, str) else list(run_id)
+        art = load_run_artifacts(cfg, members[0], runs_dir)
         fold = int(art.meta.get('fold', 0))
         ends = art.ds.ends('test', fold)
-        named = model_predictions_of(art, ends) | baseline_predictions(
+        pred = ensemble_predictions([Path(runs_dir) / m for m in members], ends) if len(members) > 1 else None
+        named = model_predictions_of(art, ends, pred) | baseline_predictions(
             art.ds, art.ds.ends('train', fold), ends, art.task, seed=cfg.training.seed
         )
         task = art.task
         block = bootstrap_block(int(art.ds.config.get('index', {}).get('prediction_horizon', BARS_PER_DAY // 2)))
         frame = eval_frame(art.ds, ends)
         t = metrics_table(frame, named, task, n_boot=n_boot, block=block, seed=cfg.training.seed)
-        tables.append(t.assign(fold=str(fold), run_id=run_id))
+        tables.append(t.assign(fold=str(fold), run_id='+'.join(members)))
         frames.append(frame)
         preds.append(named)
     pooled = {name: np.concatenate([p[name] for p in preds]) for name in preds[0]}

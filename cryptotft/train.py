@@ -15,7 +15,7 @@ import math
 import os
 import shutil
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'XLA_MIN_STEPS', 'CHECKPOINT_METRICS', 'dataset_tensors', 'window_pipeline', 'Standardize', 'precision_policy',
            'build_model', 'predict_windows', 'training_figure', 'LivePlot', 'RankICCheckpoint', 'fit_validation_ends',
-           'val_stride', 'TrainResult', 'steps_per_execution', 'training_strategy', 'train', 'train_walk_forward',
-           'load_run']
+           'val_stride', 'TrainResult', 'steps_per_execution', 'in_target_units', 'training_strategy', 'train',
+           'train_walk_forward', 'load_run']
 
 # %% ../nbs/07_train.ipynb #12caf022
 def dataset_tensors(ds: Dataset, task: str, scale: str = 'none'):
@@ -502,6 +502,13 @@ def _write_record(run_dir: Path, rec: dict, db=None):
             arts,
         )
 
+# %% ../nbs/07_train.ipynb #3d04538c
+def in_target_units(tcfg: TFTConfig, target_scale: str = 'none') -> TFTConfig:
+    "`tcfg` with its Huber delta (percent) in the units the model learns: divided by the floor of a volatility scale."
+    if target_scale != 'volatility':
+        return tcfg
+    return replace(tcfg, huber_delta=tcfg.huber_delta / VOLATILITY_FLOOR_PCT)
+
 # %% ../nbs/07_train.ipynb #68bd3af5
 def training_strategy(data_parallel: bool = False):
     "MirroredStrategy over all GPUs (else all logical CPUs) when `data_parallel`, else the default strategy."
@@ -551,7 +558,9 @@ def train(
             }
         )
     )
-    tcfg, policy = TFTConfig.from_config(cfg, ds.features.shape[1], len(ds.symbols), task), precision_policy(precision)
+    tcfg = TFTConfig.from_config(cfg, ds.features.shape[1], len(ds.symbols), task)
+    tcfg = in_target_units(tcfg, cfg.training.target_scale)  # the loss's delta in the units the model learns
+    policy = precision_policy(precision)
     with training_strategy(cfg.training.data_parallel).scope():
         model = build_model(tcfg, scaler, policy)
         _compile(model, tcfg, cfg, math.ceil(len(train_ends) / bs))

@@ -1,4 +1,7 @@
-"Metrics against scikit-learn / scipy, bootstrap coverage and no false discovery (the backtest: test_backtest)."
+"""Metrics against scikit-learn / scipy, bootstrap coverage, no false discovery and seed ensembles of stored
+predictions (the backtest: test_backtest)."""
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -7,11 +10,12 @@ from scipy import stats
 from scipy.signal import lfilter
 from sklearn import metrics as skm
 
-from cryptotft.config import Config, from_ms, with_overrides
+from cryptotft.config import Config, ConfigError, DataError, from_ms, with_overrides
 from cryptotft.evaluate import (
     auc,
     block_bootstrap_indices,
     bootstrap_weights,
+    ensemble_predictions,
     evaluate_split,
     f1,
     ic_symbol,
@@ -26,6 +30,9 @@ from cryptotft.evaluate import (
     side_sample,
     win_rate,
     avg_trade,
+    forecast,
+    save_predictions,
+    stored_predictions,
 )
 
 
@@ -181,3 +188,45 @@ def test_model_and_lightgbm_beat_zero_only_when_a_signal_is_planted(signal):
             'beats_reference'
         ].any()
     assert {'zero', 'train_mean', 'lightgbm', 'always_long', 'always_short', 'model'} <= set(table.predictor)
+
+
+def fake_run(path, pred, ends=(2, 5, 9), target_scale='none', quantiles=(0.1, 0.5, 0.9)):
+    "A run folder as the trainer leaves it, for what an ensemble reads: model file, run.json, stored predictions."
+    path.mkdir()
+    (path / 'model.keras').write_bytes(path.name.encode())
+    meta = {
+        'task': 'regression',
+        'config': {'training': {'target_scale': target_scale}},
+        'tft_config': {'quantiles': list(quantiles), 'mean_head': True},
+    }
+    (path / 'run.json').write_text(json.dumps(meta))
+    save_predictions(path, ends, pred)
+    return path
+
+
+def test_ensemble_predictions_average_the_stored_predictions_of_two_seed_runs(tmp_path):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3, 2, 4)), rng.normal(size=(3, 2, 4))  # windows 2, 5, 9: mean, q10, q50, q90 per side
+    seeds = [fake_run(tmp_path / 's42', a), fake_run(tmp_path / 's43', b)]
+    mix = ensemble_predictions(seeds, [9, 5])
+    np.testing.assert_allclose(mix, (a[[2, 1]] + b[[2, 1]]) / 2)  # element-wise, in the order of `ends`
+    np.testing.assert_allclose(forecast(mix).point, (forecast(a).point[[2, 1]] + forecast(b).point[[2, 1]]) / 2)
+    np.testing.assert_array_equal(ensemble_predictions(seeds[:1], [5, 2]), stored_predictions(seeds[0], [5, 2]))
+
+
+def test_ensemble_predictions_refuse_runs_that_do_not_mean_the_same_thing(tmp_path):
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(3, 2, 4))
+    base = fake_run(tmp_path / 'base', a)
+    for odd in (
+        fake_run(tmp_path / 'vol', a, target_scale='volatility'),
+        fake_run(tmp_path / 'q', a, quantiles=(0.2, 0.5, 0.8)),
+    ):
+        with pytest.raises(ConfigError, match='cannot be averaged'):
+            ensemble_predictions([base, odd], [2])
+    with pytest.raises(ConfigError, match='predict'):
+        ensemble_predictions([base, fake_run(tmp_path / 'shape', a[:, :, :3])], [2])
+    with pytest.raises(DataError, match='no current predictions'):
+        ensemble_predictions([base, fake_run(tmp_path / 'short', a[:2], ends=(2, 5))], [2, 9])  # 9 not stored
+    with pytest.raises(ConfigError, match='at least one'):
+        ensemble_predictions([], [2])

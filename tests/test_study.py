@@ -26,7 +26,8 @@ TINY = {  # a few minutes on 2 CPU cores: 4 symbols x 30 days, 16-bar windows an
     'epochs': 1,
     'window_stride': 2,
     'n_boot': 30,
-    'candidates': 'indicators,context,indicators-vol-rank-ic',  # the vol-scaled, rank-IC-checkpointed one too
+    # the vol-scaled, rank-IC-checkpointed one too, and a seed ensemble (one more tiny run: seed 42 is 'indicators')
+    'candidates': 'indicators,context,indicators-vol-rank-ic,indicators-x2',
 }
 
 
@@ -91,7 +92,13 @@ def test_choice_table_records_every_configuration_and_the_walk_forward_uses_the_
     _, out = study
     choices = pd.read_csv(out / 'choices.csv')
     tft = choices[choices.model == 'TFT']
-    assert sorted(tft.configuration) == ['context', 'indicators', 'indicators-vol-rank-ic']
+    assert sorted(tft.configuration) == ['context', 'indicators', 'indicators-vol-rank-ic', 'indicators-x2']
+    assert tft.set_index('configuration').seeds.to_dict() == {
+        'indicators': 1,
+        'context': 1,
+        'indicators-vol-rank-ic': 1,
+        'indicators-x2': 2,
+    }
     assert np.isfinite(tft[['val_rank_ic_buy', 'val_rank_ic_sell', 'val_rank_ic']].to_numpy()).all()
     options = tft.set_index('configuration')[['checkpoint_metric', 'target_scale']]
     assert options.loc['indicators'].tolist() == ['loss', 'none']
@@ -104,6 +111,24 @@ def test_choice_table_records_every_configuration_and_the_walk_forward_uses_the_
     assert {'lightgbm-indicators', 'lightgbm-context'} <= set(choices.configuration)
     metrics = pd.read_csv(out / 'metrics.csv', dtype={'fold': str})
     runs = sorted(set(metrics.run_id.dropna()))
-    assert runs == [f'study-{chosen}-f1', f'study-{chosen}-f2']
+    base = chosen.removesuffix('-x2')
+    seeds = [f'-s{s}' for s in range(43, 42 + int(tft.set_index('configuration').seeds[chosen]))]
+    assert runs == ['+'.join([f'study-{base}-f{k}', *(f'study-{base}{s}-f{k}' for s in seeds)]) for k in (1, 2)]
     inputs = {'indicators': 51, 'context': 88}[chosen.split('-')[0]]
-    assert len(json.loads((out / 'runs' / runs[0] / 'run.json').read_text())['feature_names']) == inputs
+    first_run = out / 'runs' / runs[0].split('+')[0]
+    assert len(json.loads((first_run / 'run.json').read_text())['feature_names']) == inputs
+
+
+def test_a_seed_ensemble_is_scored_on_the_mean_of_its_seed_runs_predictions(study):
+    from cryptotft.dataset import load_dataset
+    from cryptotft.evaluate import eval_frame, forecast, panel_rank_ic, stored_predictions
+
+    _, out = study
+    row = pd.read_csv(out / 'choices.csv').set_index('configuration').loc['indicators-x2']
+    ds = load_dataset(out / 'dataset-indicators.npz')
+    ends = ds.ends('val', 1)
+    members = [out / 'runs' / rid for rid in ('study-indicators-f1', 'study-indicators-s43-f1')]
+    assert [json.loads((m / 'run.json').read_text())['config']['training']['seed'] for m in members] == [42, 43]
+    pred = np.mean([stored_predictions(m, ends) for m in members], axis=0)
+    ic = panel_rank_ic(eval_frame(ds, ends), forecast(pred).point)
+    assert np.allclose([row.val_rank_ic_buy, row.val_rank_ic_sell], ic)

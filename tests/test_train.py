@@ -13,7 +13,7 @@ import pytest
 import keras
 
 from cryptotft.config import Config, ConfigError, DataError, with_overrides
-from cryptotft.dataset import dataset_from_frame, export_dataset, load_dataset
+from cryptotft.dataset import VOLATILITY_FLOOR_PCT, dataset_from_frame, export_dataset, load_dataset
 from cryptotft.db import connect
 from cryptotft.evaluate import eval_frame, forecast, load_run_artifacts, metrics_table, run_predictions
 from conftest import tiny_processed
@@ -250,6 +250,18 @@ def test_volatility_scaled_run_stores_and_serves_predictions_in_percent(ranked):
     assert art.target_scale == 'volatility'
     np.testing.assert_allclose(run_predictions(art, ends), stored, rtol=1e-4, atol=1e-5)
     assert not np.allclose(stored, raw, rtol=0.05)  # the scale is no identity: the units really differ
+
+
+def test_huber_delta_is_in_the_units_of_the_targets_and_comes_back_with_the_saved_run(run, ranked):
+    plain = json.loads((run[0].run_dir / 'run.json').read_text())
+    assert plain['tft_config']['huber_delta'] == 10.0 == plain['config']['model']['huber_delta']  # percent targets
+    _, _, res, _ = ranked
+    meta = json.loads((res.run_dir / 'run.json').read_text())
+    assert meta['config']['training']['target_scale'] == 'volatility' and meta['config']['model']['huber_delta'] == 10.0
+    assert np.isclose(meta['tft_config']['huber_delta'], 10.0 / VOLATILITY_FLOOR_PCT)  # ATR units: beyond any label
+    for run_dir, delta in ((run[0].run_dir, 10.0), (res.run_dir, meta['tft_config']['huber_delta'])):
+        model, _ = load_run(run_dir)
+        assert np.isclose(model.loss['prediction'].huber_delta, delta)  # the loss is rebuilt as it was trained
 
 
 def test_selection_options_that_cannot_work_fail_before_anything_is_written(tmp_path):
