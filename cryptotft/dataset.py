@@ -145,6 +145,8 @@ class Dataset:
     def unscale(self, pred, ends, kind: str = 'none') -> np.ndarray:
         "Forecasts of the windows ending at `ends` (learned on targets scaled by `kind`) back in percent."
         pred = np.asarray(pred)
+        if kind == 'none':  # the common case, on every prediction: nothing to multiply
+            return pred
         scale = self.target_scale(kind, np.asarray(ends))
         return pred * scale.reshape(-1, *[1] * (pred.ndim - 1)).astype(pred.dtype)
 

@@ -29,9 +29,10 @@ __all__ = ['log', 'BARS_PER_DAY', 'accuracy', 'win_rate', 'REGRESSION_METRICS', 
            'avg_trade', 'auc', 'ic_time', 'rank_ic_time', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic',
            'task_metrics', 'to_score', 'holm', 'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'Forecast',
            'forecast', 'point_forecast', 'eval_frame', 'split_summary', 'baseline_predictions', 'evaluate_split',
-           'RunArtifacts', 'load_run_artifacts', 'model_key', 'save_predictions', 'stored_predictions',
-           'run_predictions', 'ensemble_predictions', 'plot_metrics', 'save_figure', 'model_predictions_of',
-           'evaluate_run', 'walk_forward_table', 'walk_forward_summary', 'compact_table', 'verdict']
+           'RunArtifacts', 'run_target_scale', 'load_run_artifacts', 'model_key', 'save_predictions',
+           'stored_predictions', 'run_predictions', 'ensemble_predictions', 'plot_metrics', 'save_figure',
+           'model_predictions_of', 'evaluate_run', 'walk_forward_table', 'walk_forward_summary', 'compact_table',
+           'verdict']
 
 # %% ../nbs/08_evaluate.ipynb #666734c8
 BARS_PER_DAY = 96  # 15-minute bars: the shortest bootstrap block is one day
@@ -513,6 +514,11 @@ class RunArtifacts(NamedTuple):
     target_scale: str = 'none'  # what the model's targets were divided by (training.target_scale of the run)
 
 
+def run_target_scale(meta: dict) -> str:
+    "What a run's targets were divided by (`training.target_scale` in its run.json); runs before the option: none."
+    return meta.get('config', {}).get('training', {}).get('target_scale', 'none')
+
+
 def _snapshot_path(run_dir: Path, meta: dict) -> Path:
     "The dataset snapshot of a run (run.json names it; `load_run` resolves it)."
     path = Path(meta.get('dataset_path') or run_dir / meta.get('dataset', 'dataset.npz'))
@@ -535,8 +541,7 @@ def load_run_artifacts(cfg: Config, run_id: str, runs_dir='runs') -> RunArtifact
     quantiles = tuple(meta.get('tft_config', {}).get('quantiles') or cfg.model.quantiles)
     if task == 'regression' and not meta.get('tft_config', {}).get('mean_head', False):
         log.warning('run %s was trained before the mean head: it is reported as median-only', run_id)
-    scale = meta.get('config', {}).get('training', {}).get('target_scale', 'none')  # runs before the option: none
-    return RunArtifacts(run_id, run_dir, model, meta, ds, task, quantiles, scale)
+    return RunArtifacts(run_id, run_dir, model, meta, ds, task, quantiles, run_target_scale(meta))
 
 # %% ../nbs/08_evaluate.ipynb #ea282306
 def model_key(run_dir) -> str:
@@ -604,7 +609,7 @@ def _ensemble_key(run_dir: Path) -> dict:
     tft = meta.get('tft_config', {})
     return {
         'task': meta.get('task'),
-        'target_scale': meta.get('config', {}).get('training', {}).get('target_scale', 'none'),
+        'target_scale': run_target_scale(meta),
         'quantiles': list(tft.get('quantiles') or []),
         'mean_head': tft.get('mean_head'),
     }

@@ -435,7 +435,7 @@ def _check_inputs(job: RemoteJob, project_dir: Path):
 def _send_inputs(h: RemoteHost, job: RemoteJob, runner: Runner):
     "rsync the snapshot into <remote dir>/snapshots/ and mirror the upload folder into <remote dir>/upload/."
     if job.snapshot is not None:
-        snapshot = Path(job.snapshot)
+        snapshot = Path(job.snapshot).resolve()  # absolute: rsync reads 'a:b' as host a
         log.info('syncing snapshot %s (%.1f MB)', snapshot.name, snapshot.stat().st_size / 1e6)
         dst = f":{h.remote_dir}/snapshots/{snapshot.name}"
         _check(runner(rsync_argv(h, str(snapshot), dst)), 'rsync of the snapshot')
