@@ -169,7 +169,9 @@ class BybitConfig:
 # %% ../nbs/00_config.ipynb #b7f3b345
 @dataclass(frozen=True)
 class DownloadConfig:
-    "What to download."
+    """What to download: Bybit's kline interval ('15' minutes), days back from now, and the symbols.
+
+    Funding rates and instrument facts are downloaded for the same symbols."""
 
     interval: str = '15'
     days: int = 1095
@@ -192,7 +194,9 @@ class RiskProfile:
 # %% ../nbs/00_config.ipynb #e25d5abc
 @dataclass(frozen=True)
 class ModelConfig:
-    "Shape of the Temporal Fusion Transformer and its optimiser."
+    """Shape of the Temporal Fusion Transformer and its optimiser.
+
+    The window is `sequence_length` bars; labels look `prediction_horizon` bars ahead (the purge gap)."""
 
     sequence_length: int = 60
     prediction_horizon: int = 100

@@ -33,9 +33,14 @@ metadata = sa.MetaData()
 _F, _I, _S, _B = sa.Float(53), sa.Integer, sa.String, sa.BigInteger
 
 
+def _key(*columns) -> list:
+    "Fresh primary-key columns from (name, type) pairs (a Column belongs to one table, so each table gets new ones)."
+    return [sa.Column(name, kind, primary_key=True) for name, kind in columns]
+
+
 def _bar_key() -> list:
-    "Fresh (symbol, interval, timestamp) primary-key columns: one bar of one symbol, shared by the bar tables."
-    return [sa.Column(c, t, primary_key=True) for c, t in (('symbol', _S(32)), ('interval', _S(4)), ('timestamp', _B))]
+    "The (symbol, interval, timestamp) key: one bar of one symbol, shared by the bar tables."
+    return _key(('symbol', _S(32)), ('interval', _S(4)), ('timestamp', _B))
 
 
 sa.Table('schema_info', metadata, sa.Column('key', _S(64), primary_key=True), sa.Column('value', sa.Text))
@@ -60,8 +65,7 @@ sa.Table(
 sa.Table(
     'funding_rates',
     metadata,
-    sa.Column('symbol', _S(32), primary_key=True),
-    sa.Column('timestamp', _B, primary_key=True),
+    *_key(('symbol', _S(32)), ('timestamp', _B)),
     sa.Column('rate', _F, nullable=False),
 )
 sa.Table(
@@ -84,18 +88,13 @@ sa.Table(
 sa.Table(
     'training_sequences',
     metadata,
-    sa.Column('run_id', _S(64), primary_key=True),
-    sa.Column('symbol', _S(32), primary_key=True),
-    sa.Column('split', _S(16), primary_key=True),
-    sa.Column('fold', _I, primary_key=True),
-    sa.Column('start_ts', _B),
-    sa.Column('end_ts', _B),
-    sa.Column('n_samples', _B),
+    *_key(('run_id', _S(64)), ('symbol', _S(32)), ('split', _S(16)), ('fold', _I)),
+    *[sa.Column(c, _B) for c in ('start_ts', 'end_ts', 'n_samples')],
 )
 sa.Table(
     'model_predictions',
     metadata,
-    *[sa.Column(c, t, primary_key=True) for c, t in (('run_id', _S(64)), ('symbol', _S(32)), ('timestamp', _B))],
+    *_key(('run_id', _S(64)), ('symbol', _S(32)), ('timestamp', _B)),
     *[
         sa.Column(c, _F)
         for c in (

@@ -400,7 +400,9 @@ class VariableSelection(_VariableLayer):
 # %% ../nbs/06_tft.ipynb #abb6910a
 @register
 class StaticCovariateEncoder(Block):
-    "Static covariate encoders (sec. 4.3): symbol -> contexts for selection, enrichment, LSTM h0 and c0."
+    """Static covariate encoders (sec. 4.3): symbol -> contexts for selection, enrichment, LSTM h0 and c0.
+
+    The symbol is the one static input, so the static variable selection reduces to one GRN of its embedding."""
 
     config_keys = Block.config_keys + ('n_symbols',)
 
@@ -428,12 +430,16 @@ class InterpretableMultiHeadAttention(Block):
     def __init__(self, num_heads, units, dropout=0.0, **kwargs):
         super().__init__(units, dropout, **kwargs)
         self.num_heads = num_heads
-        self.head_dim = units // num_heads
         self.query = keras.layers.Dense(units)  # H heads of head_dim
         self.key = keras.layers.Dense(units)
         self.value = keras.layers.Dense(self.head_dim)  # shared by all heads
         self.out = keras.layers.Dense(units)
         self.drop = HashDropout(dropout)
+
+    @property
+    def head_dim(self) -> int:
+        "Width of each head's queries and keys, and of the one value all heads share."
+        return self.units // self.num_heads
 
     def call(self, x, training=None):
         T, H, dk = x.shape[1], self.num_heads, self.head_dim
