@@ -237,7 +237,7 @@ class TrainingConfig:
     max_positions: int = 5  # portfolio backtest: open positions across all symbols at once
     data_parallel: bool = False  # train on all GPUs of the machine at once (tf.distribute.MirroredStrategy)
     checkpoint_metric: str = 'loss'  # what keeps the checkpoint and stops early: validation 'loss' or 'rank_ic'
-    target_scale: str = 'none'  # 'volatility': learn return / ATR % at the window end, forecasts scaled back
+    target_scale: str = 'none'  # 'volatility': return / ATR % at the window end, scaled back; 'rank': cross-section
 
 # %% ../nbs/00_config.ipynb #b78ab4d1
 @dataclass(frozen=True)

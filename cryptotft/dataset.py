@@ -27,8 +27,8 @@ __all__ = ['log', 'TARGETS', 'LABELS', 'TIME_FEATURES', 'SPLITS', 'KEY_COLUMNS',
            'VOLATILITY_FEATURE', 'VOLATILITY_FLOOR_PCT', 'OPEN_END', 'SNAPSHOT_VERSION', 'time_features',
            'stored_feature_columns', 'model_columns', 'Dataset', 'dataset_arrays', 'valid_window_ends',
            'split_boundaries', 'assign_splits', 'window_rows', 'fit_scaler', 'index_params', 'index_dataset',
-           'dataset_from_frame', 'processed_frame', 'dataset_from_db', 'get_batch', 'split_table', 'record_splits',
-           'export_dataset', 'load_dataset', 'reindex_if_needed']
+           'dataset_from_frame', 'processed_frame', 'dataset_from_db', 'get_batch', 'cross_sectional_rank',
+           'split_table', 'record_splits', 'export_dataset', 'load_dataset', 'reindex_if_needed']
 
 # %% ../nbs/05_dataset.ipynb #e1a5ab77
 TARGETS = {'regression': ('buy_return', 'sell_return'), 'classification': ('buy_profit', 'sell_profit')}
@@ -38,7 +38,7 @@ SPLITS = ('train', 'val', 'test')
 KEY_COLUMNS = {'symbol', 'interval', 'timestamp'}
 WARMUP_COLUMNS = ('warmup', 'is_warmup')
 RAW_COLUMNS = {'open', 'high', 'low', 'close', 'volume', 'turnover'}  # price-scale: never a model input
-TARGET_SCALES = ('none', 'volatility')  # what the regression targets are divided by (training.target_scale)
+TARGET_SCALES = ('none', 'volatility', 'rank')  # what the model learns instead of raw returns (training.target_scale)
 VOLATILITY_FEATURE = 'atr_pct'  # Wilder ATR(14) / close of the bar: causal, known when its window ends
 VOLATILITY_FLOOR_PCT = 0.05  # a frozen market's ATR must not blow a target up: 15m ATR of majors is 0.1-1 %
 
@@ -121,21 +121,23 @@ class Dataset:
         return self.splits[key]
 
     def targets(self, task: str, scale: str = 'none') -> np.ndarray:
-        "(N, 2) float32 targets of `task`: returns (regression, divided by `target_scale(scale)`) or profit flags."
+        "(N, 2) float32 targets of `task`: returns (regression; scaled or ranked by `scale`) or profit flags."
         if task not in TARGETS:
             raise ConfigError(f"task must be one of {', '.join(TARGETS)}, not {task!r}")
         y = self.labels[:, [self.label_names.index(c) for c in TARGETS[task]]]
         if scale == 'none':
             return y
         if task != 'regression':
-            raise ConfigError(f"target_scale {scale!r} divides returns: it needs task 'regression', not {task!r}")
+            raise ConfigError(f"target_scale {scale!r} transforms returns: it needs task 'regression', not {task!r}")
+        if scale == 'rank':
+            return cross_sectional_rank(y, self.timestamps)
         return y / self.target_scale(scale)[:, None]
 
     def target_scale(self, kind: str = 'none', rows=slice(None)) -> np.ndarray:
-        "Divisor of the targets at `rows`: 1 ('none') or the row's ATR in percent, floored ('volatility')."
+        "Divisor of the targets at `rows`: the row's ATR in percent, floored ('volatility'), else 1 (nothing to undo)."
         if kind not in TARGET_SCALES:
             raise ConfigError(f"target_scale must be one of {', '.join(TARGET_SCALES)}, not {kind!r}")
-        if kind == 'none':
+        if kind in ('none', 'rank'):
             return np.ones(len(self.timestamps[rows]), np.float32)
         if VOLATILITY_FEATURE not in self.feature_names:
             raise DataError(f"target_scale 'volatility' needs the input {VOLATILITY_FEATURE!r}: this dataset lacks it")
@@ -145,7 +147,7 @@ class Dataset:
     def unscale(self, pred, ends, kind: str = 'none') -> np.ndarray:
         "Forecasts of the windows ending at `ends` (learned on targets scaled by `kind`) back in percent."
         pred = np.asarray(pred)
-        if kind == 'none':  # the common case, on every prediction: nothing to multiply
+        if kind in ('none', 'rank'):  # raw returns need nothing; rank scores have no percent to go back to
             return pred
         scale = self.target_scale(kind, np.asarray(ends))
         return pred * scale.reshape(-1, *[1] * (pred.ndim - 1)).astype(pred.dtype)
@@ -439,6 +441,16 @@ def get_batch(ds: Dataset, ends: np.ndarray, task: str = 'regression', scale: st
     ends = np.asarray(ends)
     rows = ends[:, None] + np.arange(-ds.sequence_length + 1, 1)  # (B, T)
     return {'features': ds.features[rows], 'symbol': ds.symbol_id[ends]}, ds.targets(task, scale)[ends]
+
+# %% ../nbs/05_dataset.ipynb #f779283f
+def cross_sectional_rank(y: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    "(N, K) float32: each row's rank among the rows of its timestamp, per column, scaled to [-1, 1]; NaN stays NaN."
+    frame = pd.DataFrame(np.asarray(y, np.float64))
+    groups = frame.groupby(np.asarray(timestamps))
+    rank = groups.rank(method='average')  # 1 .. count, ties averaged, NaN rows left out
+    count = groups.transform('count')  # finite rows of the same timestamp
+    scaled = 2 * (rank - 1) / (count - 1).where(count > 1) - 1
+    return scaled.where(count > 1, 0.0).where(frame.notna()).to_numpy(np.float32)
 
 # %% ../nbs/05_dataset.ipynb #4c19713e
 def split_table(ds: Dataset, run_id: str) -> pd.DataFrame:

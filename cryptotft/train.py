@@ -405,7 +405,9 @@ def _check_selection(cfg: Config, ds: Dataset, task: str):
     if t.checkpoint_metric == 'rank_ic' and len(ds.symbols) < 3:
         raise ConfigError("training.checkpoint_metric 'rank_ic' ranks symbols at each bar: it needs three or more")
     if t.target_scale != 'none' and task != 'regression':
-        raise ConfigError(f"training.target_scale {t.target_scale!r} divides returns: use it with task 'regression'")
+        raise ConfigError(f"training.target_scale {t.target_scale!r} transforms returns: use it with task 'regression'")
+    if t.target_scale == 'rank' and len(ds.symbols) < 3:
+        raise ConfigError("training.target_scale 'rank' ranks symbols at each bar: it needs three or more")
     ds.target_scale(t.target_scale, slice(0, 1))  # an unknown kind or a missing volatility input fails here
 
 
@@ -479,9 +481,11 @@ def _run_record(run_id, task, fold, cfg, ds, tcfg, scaler, policy, metrics, stat
 
 
 def _scale_record(kind: str) -> dict:
-    "What the targets were divided by: predict and evaluate of the saved run multiply forecasts back by it."
+    "What the model learned instead of returns: predict and evaluate undo a scale; rank scores stay scores."
     if kind == 'none':
         return {'kind': 'none'}
+    if kind == 'rank':
+        return {'kind': 'rank', 'percent': False, 'range': [-1, 1]}  # cross_sectional_rank of each bar
     return {'kind': kind, 'feature': VOLATILITY_FEATURE, 'percent': True, 'floor_pct': VOLATILITY_FLOOR_PCT}
 
 

@@ -26,8 +26,9 @@ TINY = {  # a few minutes on 2 CPU cores: 4 symbols x 30 days, 16-bar windows an
     'epochs': 1,
     'window_stride': 2,
     'n_boot': 30,
-    # the vol-scaled, rank-IC-checkpointed one too, and a seed ensemble (one more tiny run: seed 42 is 'indicators')
-    'candidates': 'indicators,context,indicators-vol-rank-ic,indicators-x2',
+    # the vol-scaled, rank-IC-checkpointed one, a cross-sectional rank target, and a seed ensemble (one more tiny
+    # run: seed 42 is 'indicators')
+    'candidates': 'indicators,context,indicators-vol-rank-ic,indicators-csrank,indicators-x2',
 }
 
 
@@ -92,17 +93,25 @@ def test_choice_table_records_every_configuration_and_the_walk_forward_uses_the_
     _, out = study
     choices = pd.read_csv(out / 'choices.csv')
     tft = choices[choices.model == 'TFT']
-    assert sorted(tft.configuration) == ['context', 'indicators', 'indicators-vol-rank-ic', 'indicators-x2']
+    assert sorted(tft.configuration) == [
+        'context',
+        'indicators',
+        'indicators-csrank',
+        'indicators-vol-rank-ic',
+        'indicators-x2',
+    ]
     assert tft.set_index('configuration').seeds.to_dict() == {
         'indicators': 1,
         'context': 1,
         'indicators-vol-rank-ic': 1,
+        'indicators-csrank': 1,
         'indicators-x2': 2,
     }
     assert np.isfinite(tft[['val_rank_ic_buy', 'val_rank_ic_sell', 'val_rank_ic']].to_numpy()).all()
     options = tft.set_index('configuration')[['checkpoint_metric', 'target_scale']]
     assert options.loc['indicators'].tolist() == ['loss', 'none']
     assert options.loc['indicators-vol-rank-ic'].tolist() == ['rank_ic', 'volatility']
+    assert options.loc['indicators-csrank'].tolist() == ['loss', 'rank']
     ranked = tft.set_index('configuration').loc['indicators-vol-rank-ic']
     assert ranked.best_epoch == 1 and np.isfinite(float(ranked.val_rank_ic_per_epoch))  # one epoch, its rank IC
     assert choices.chosen.sum() == 1
