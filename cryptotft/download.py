@@ -369,7 +369,7 @@ def has_grid_point(lo: int, hi: int, step: int) -> bool:
     "Whether some multiple of `step` lies in [lo, hi]."
     return -(-lo // step) * step <= hi
 
-
+# %% ../nbs/02_download.ipynb #191c644c
 def walk_pages(fetch, lo: int, hi: int, step: int):
     "Yield `(page, meta)` from `fetch(lo, hi) -> (ascending frame, meta)` until [lo, hi] is covered."
     todo = [(lo, hi)] if has_grid_point(lo, hi, step) else []
@@ -514,7 +514,7 @@ def _time_range(start, end, days: int, step: int) -> tuple[int, int, int]:
     hi = min(end_ms - 1, now - step)  # an open time > now - step belongs to a candle still open
     return -(-lo // step) * step, hi // step * step, end_ms - 1
 
-
+# %% ../nbs/02_download.ipynb #2e558651
 def _download_klines(client, db, symbol, interval, ranges, stored, step, advance, stop) -> int:
     "Walk the missing ranges of one symbol, upserting each page's new, closed, checked candles."
     n = 0
@@ -549,7 +549,7 @@ def _plan(db, symbol: str, interval: str, lo: int, hi: int, step: int):
     ranges = missing_ranges(stored, lo, hi, step)
     return lo, merge_ranges(ranges, step, BYBIT['kline_limit']), stored, sum((b - a) // step + 1 for a, b in ranges)
 
-
+# %% ../nbs/02_download.ipynb #1ac47acb
 def _collect(futures: dict, report: DownloadReport):
     "Add up finished tasks; the first domain error of a symbol goes to `report.errors`."
     for fut in as_completed(futures):
@@ -705,7 +705,7 @@ def read_kline_file(path) -> pd.DataFrame:
         )
     return raw
 
-
+# %% ../nbs/02_download.ipynb #f96a93c9
 def import_csv(db, path, symbol: str, interval: str = '15') -> int:
     "Import a Bybit/Binance kline CSV (or Parquet) file of one symbol; returns the number of candles written."
     check_symbol(symbol)

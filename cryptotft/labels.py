@@ -84,7 +84,7 @@ def _excursions(side, entry, best, worst):
     "(mfe %, mae %) from the best and worst prices seen: pnl is monotone in price, so max pnl = pnl(best)."
     return side * (best / entry - 1.0) * 100, side * (1.0 - worst / entry) * 100
 
-
+# %% ../nbs/04_labels.ipynb #4d8f9e20
 @njit(cache=True, nogil=True)
 def walk_trade(px, t, horizon, side, p, marks=None):
     "One trade from close[t]: (return %, exit bars, exit reason code, tp hits, mfe %, mae %); marks optional."
@@ -210,7 +210,7 @@ def _label_frame(sim: dict, index) -> pd.DataFrame:
         cols[f'{side}_mfe'], cols[f'{side}_mae'] = sim[f'{side}_mfe'], sim[f'{side}_mae']
     return pd.DataFrame(cols, index=index)[LABEL_COLUMNS]
 
-
+# %% ../nbs/04_labels.ipynb #d91c519f
 def expected_returns(
     candles: pd.DataFrame,
     profile: RiskProfile | None = None,
