@@ -373,12 +373,21 @@ def _driver_query(conn, sql: str, params: dict | None):
     return compiled.string, values
 
 # %% ../nbs/01_db.ipynb #e33e2839
+def _times(ms: pd.Series) -> pd.Series:
+    "Epoch-ms values read from the database -> UTC timestamps; a NULL (e.g. an unknown launch time) -> NaT."
+    if not len(ms):
+        return pd.Series([], dtype='datetime64[ns, UTC]')
+    if ms.isna().any():
+        return pd.to_datetime(ms.astype('Int64'), unit='ms', utc=True).dt.as_unit('ns')
+    return from_ms(ms.astype('int64'))
+
+
 def _frame(rows: list, cols: list[str]) -> pd.DataFrame:
-    "DBAPI rows -> frame; epoch-ms time columns as UTC timestamps, all-NULL columns as float NaN."
+    "DBAPI rows -> frame; epoch-ms time columns as UTC timestamps (NULL: NaT), all-NULL columns as float NaN."
     df = pd.DataFrame.from_records(rows, columns=cols)
     for col in df.columns:
         if col in TIME_COLUMNS:
-            df[col] = from_ms(df[col].astype('int64')) if len(df) else pd.Series([], dtype='datetime64[ns, UTC]')
+            df[col] = _times(df[col])
         elif df[col].dtype == object and len(df) and df[col].isna().all():
             df[col] = df[col].astype('float64')
     return df

@@ -321,8 +321,11 @@ def _number(v, typ):
 
 
 def instruments_frame(listed: list[dict]) -> pd.DataFrame:
-    "Instrument-info entries -> rows of the `symbols` table."
-    return pd.DataFrame(
+    """Instrument-info entries -> rows of the `symbols` table.
+
+    Number fields keep number types when some (or all) entries leave them empty: integers as nullable integers,
+    so a missing launch time does not turn the column into floats that would be read as times to convert."""
+    frame = pd.DataFrame(
         [
             dict(
                 symbol=i['symbol'],
@@ -339,6 +342,10 @@ def instruments_frame(listed: list[dict]) -> pd.DataFrame:
             for i in listed
         ]
     )
+    if frame.empty:
+        return frame
+    numbers = {'launch_time': 'Int64', 'funding_interval': 'Int64', 'tick_size': 'float64', 'qty_step': 'float64'}
+    return frame.astype(numbers)
 
 
 def _name_problem(symbol) -> str | None:

@@ -13,7 +13,7 @@ import pytest
 
 from cryptotft.config import BybitConfig, Config, ConfigError, DataError, config_from_dict, from_ms, to_ms
 from cryptotft.db import connect
-from cryptotft.download import EARLIEST_MS, BybitClient, download, import_csv, validate_symbols
+from cryptotft.download import EARLIEST_MS, BybitClient, download, import_csv, instruments_frame, validate_symbols
 from fake_bybit import FAULTS, MALFORMED, FakeBybit
 
 STEP = 900_000
@@ -312,6 +312,22 @@ def test_validate_symbols_follows_cursor_stores_symbols_and_explains(fake, sqlit
     sym = sqlite_db.read_sql('SELECT * FROM symbols ORDER BY symbol').set_index('symbol')
     assert len(sym) == 6 and sym.loc['BTCUSDT', 'funding_interval'] == 480 and sym.loc['BTCUSDT', 'tick_size'] == 0.1
     assert sym.loc['ETHUSDT', 'launch_time'] == from_ms(fake.first_candle())
+
+
+def test_an_instrument_without_launch_time_stores_null_and_keeps_the_others_exact(db_url):
+    "A listing field left empty must not turn the column into floats that the database layer reads as times."
+    db = connect(db_url)
+    db.init_db()
+    listed = [
+        dict(symbol='BTCUSDT', status='Trading', launchTime='1585526400000', fundingInterval=480),
+        dict(symbol='OLDUSDT', status='Closed'),
+    ]
+    db.upsert('symbols', instruments_frame(listed))
+    sym = db.read_sql('SELECT symbol, launch_time, funding_interval FROM symbols ORDER BY symbol').set_index('symbol')
+    assert sym.loc['BTCUSDT', 'launch_time'] == from_ms(1585526400000)
+    assert sym.loc['BTCUSDT', 'funding_interval'] == 480
+    assert pd.isna(sym.loc['OLDUSDT', 'launch_time']) and pd.isna(sym.loc['OLDUSDT', 'funding_interval'])
+    db.engine.dispose()
 
 
 def test_download_does_not_ask_for_candles_before_the_listing(fake, sqlite_db):
