@@ -46,7 +46,7 @@ def drawdown(equity: pd.Series) -> pd.Series:
     "Fraction below the running peak of `equity` (0 at a new high)."
     return equity / equity.cummax() - 1
 
-
+# %% ../nbs/08b_backtest.ipynb #af6f2e2c
 @dataclass
 class BacktestResult:
     "Trades, equity curve and summary statistics of one backtest (plus references and a sweep when run on a run)."
@@ -80,7 +80,7 @@ def equity_curve(trades: pd.DataFrame, grid) -> pd.Series:
     eq = np.where(k > 0, growth[np.maximum(k - 1, 0)] if len(growth) else 1.0, 1.0)
     return pd.Series(eq, index=pd.DatetimeIndex(from_ms(times)), name='equity')
 
-
+# %% ../nbs/08b_backtest.ipynb #bb8fa33e
 def trade_stats(trades: pd.DataFrame, equity: pd.Series) -> dict:
     "Total return, annualized Sharpe and Sortino (daily), max drawdown, profit factor and trade statistics."
     daily = equity.resample('1D').last().ffill().pct_change().dropna().to_numpy()
@@ -233,7 +233,7 @@ def has_exit_bars(ds, ends=None) -> bool:
     ret, bars = (np.stack([ds.label(c)[rows] for c in cols], 1) for cols in (RETURNS, EXIT_BARS))
     return bool(np.isfinite(bars)[np.isfinite(ret)].all())  # a frame made without exit-bar columns has NaN ones
 
-
+# %% ../nbs/08b_backtest.ipynb #ce82ae6a
 def labels_profile(ds, cfg: Config) -> RiskProfile:
     "The risk profile recorded in the dataset's config (the one its labels were made with), else `cfg`'s."
     rp = ds.config.get('risk_profile')
@@ -241,7 +241,7 @@ def labels_profile(ds, cfg: Config) -> RiskProfile:
         return cfg.risk_profile
     return RiskProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in rp.items()})
 
-
+# %% ../nbs/08b_backtest.ipynb #387f3688
 def simulated_labels(db, symbols, start, end, horizon: int, profile: RiskProfile, interval: str = '15') -> pd.DataFrame:
     "Labels (returns and exit bars) of `symbols` for bars in [start, end], from stored candles and funding."
     bar, frames = interval_ms(interval), []
@@ -287,7 +287,7 @@ def resimulated_exit_bars(
         )
     return frame.assign(**{c: sim[c].to_numpy(np.float64) for c in EXIT_BARS})
 
-
+# %% ../nbs/08b_backtest.ipynb #bcd8f4c2
 def trade_frame(ds, ends, cfg: Config | None = None, db=None) -> pd.DataFrame:
     "symbol, timestamp, returns and exit bars of the windows ending at `ends` (snapshot, or re-simulated from `db`)."
     frame = eval_frame(ds, ends)
@@ -312,7 +312,7 @@ def _trade_rows(art, cfg: Config, ends, db):
     frame = trade_frame(art.ds, ends, cfg, db)
     return frame, point_forecast(run_predictions(art, ends), art.quantiles)
 
-
+# %% ../nbs/08b_backtest.ipynb #5b12bdd4
 def validation_strategy(art, cfg: Config, db=None, risk_fraction: float = 0.02) -> dict:
     "The threshold chosen by the config's rule on the run's validation windows only."
     fold = int(art.meta.get('fold', 0))
@@ -321,7 +321,7 @@ def validation_strategy(art, cfg: Config, db=None, risk_fraction: float = 0.02) 
     kw = dict(risk_fraction=risk_fraction, leverage=cfg.risk_profile.leverage, interval=cfg.data_download.interval)
     return choose_threshold(frame, pred, t.threshold_rule, t.threshold_min_trades, art.task, **kw)
 
-
+# %% ../nbs/08b_backtest.ipynb #31dadd3e
 def backtest_run(
     cfg: Config, run_id: str, threshold: float | None = None, runs_dir='runs', db=None, risk_fraction: float = 0.02
 ) -> BacktestResult:

@@ -112,7 +112,7 @@ def latest_windows(db, cfg: Config, symbols, feature_names, sequence_length: int
     newest = pd.Series(ends).groupby(arr.symbol_id[ends]).max().to_numpy() if len(ends) else np.zeros(0, np.int64)
     return arr, newest
 
-
+# %% ../nbs/09_predict.ipynb #82dcd0e8
 def predict_latest(cfg: Config, db, run_id: str, runs_dir='runs', threshold: float | None = None) -> pd.DataFrame:
     "Signal table (symbol, timestamp, side, predicted_return / prob, signal) of the newest bar of every run symbol."
     import dataclasses

@@ -17,13 +17,13 @@ __all__ = ['synthetic_market']
 # %% ../nbs/01b_synthetic.ipynb #db230ac8
 _PRICE0 = {'BTCUSDT': 60000.0, 'ETHUSDT': 3000.0, 'SOLUSDT': 150.0, 'BNBUSDT': 550.0, 'XRPUSDT': 0.5, 'DOGEUSDT': 0.12}
 
-
+# %% ../nbs/01b_synthetic.ipynb #be8df66f
 def _intraday_profile(minutes_of_day: np.ndarray) -> np.ndarray:
     "Relative volatility by time of day: quiet Asian night, peak at the US open."
     h = minutes_of_day / 60.0
     return 0.75 + 0.35 * np.exp(-0.5 * ((h - 15.0) / 2.0) ** 2) + 0.15 * np.exp(-0.5 * ((h - 8.0) / 1.5) ** 2)
 
-
+# %% ../nbs/01b_synthetic.ipynb #cd4e096a
 def _garch_t(rng, n: int, omega: float, alpha: float, beta: float, nu: float = 4.0) -> np.ndarray:
     "Unit-variance GARCH(1,1) returns with Student-t innovations."
     z = rng.standard_t(nu, n) / np.sqrt(nu / (nu - 2))
