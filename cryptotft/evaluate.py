@@ -511,7 +511,7 @@ class RunArtifacts(NamedTuple):
     ds: object
     task: str
     quantiles: tuple
-    target_scale: str = 'none'  # what the model's targets were divided by (training.target_scale of the run)
+    target_scale: str = 'none'  # what the model learned instead of returns (training.target_scale of the run)
 
 
 def run_target_scale(meta: dict) -> str:
@@ -541,6 +541,8 @@ def load_run_artifacts(cfg: Config, run_id: str, runs_dir='runs') -> RunArtifact
     quantiles = tuple(meta.get('tft_config', {}).get('quantiles') or cfg.model.quantiles)
     if task == 'regression' and not meta.get('tft_config', {}).get('mean_head', False):
         log.warning('run %s was trained before the mean head: it is reported as median-only', run_id)
+    if run_target_scale(meta) == 'rank':
+        log.warning('run %s learned cross-sectional ranks: its forecasts are scores in [-1, 1], not percent', run_id)
     return RunArtifacts(run_id, run_dir, model, meta, ds, task, quantiles, run_target_scale(meta))
 
 # %% ../nbs/08_evaluate.ipynb #ea282306

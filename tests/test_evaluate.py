@@ -230,3 +230,26 @@ def test_ensemble_predictions_refuse_runs_that_do_not_mean_the_same_thing(tmp_pa
         ensemble_predictions([base, fake_run(tmp_path / 'short', a[:2], ends=(2, 5))], [2, 9])  # 9 not stored
     with pytest.raises(ConfigError, match='at least one'):
         ensemble_predictions([], [2])
+
+
+def test_a_rank_target_run_loads_as_scores_with_a_warning(tiny_run, caplog):
+    "A run that learned cross-sectional ranks says so where it is loaded, and nothing multiplies its scores."
+    import shutil
+    from pathlib import Path
+    from cryptotft.evaluate import load_run_artifacts
+
+    cfg, _, res, _ = tiny_run
+    rank_dir = Path(cfg.training.runs_dir) / 'tiny_rank'
+    shutil.copytree(res.run_dir, rank_dir, dirs_exist_ok=True)
+    meta = json.loads((rank_dir / 'run.json').read_text())
+    meta['config']['training']['target_scale'] = 'rank'
+    (rank_dir / 'run.json').write_text(json.dumps(meta))
+    with caplog.at_level('WARNING', logger='cryptotft.evaluate'):
+        art = load_run_artifacts(cfg, 'tiny_rank', runs_dir=cfg.training.runs_dir)
+    assert art.target_scale == 'rank'
+    assert 'scores in [-1, 1], not percent' in caplog.text
+    ends = art.ds.ends('val')
+    scores = np.random.default_rng(0).uniform(-1, 1, (len(ends), 2)).astype(np.float32)
+    assert np.array_equal(art.ds.unscale(scores, ends, art.target_scale), scores)
+    plain = load_run_artifacts(cfg, 'tiny', runs_dir=cfg.training.runs_dir)
+    assert plain.target_scale == 'none'
