@@ -9,7 +9,7 @@ Docs: https://cryptotft.github.io/cryptotft/synthetic.html.md"""
 from __future__ import annotations
 import numpy as np
 import pandas as pd
-from .config import from_ms, interval_ms, to_ms
+from .config import ConfigError, from_ms, interval_ms, to_ms
 
 # %% auto #0
 __all__ = ['synthetic_market']
@@ -71,10 +71,11 @@ def _one_symbol(rng, market_steps, times_ms, step_ms, price0, vol_bar, beta, mom
 
 # %% ../nbs/01b_synthetic.ipynb #6ced18b0
 def _funding(rng, candles: pd.DataFrame, every_h: int = 8) -> pd.DataFrame:
-    "Funding events every `every_h` hours following the trend of the last day."
-    ts = to_ms(candles.timestamp)
+    "Funding events every `every_h` hours following the trend of the last day (a day of bars at any interval)."
+    ts = np.asarray(to_ms(candles.timestamp))
     on = ts % (every_h * 3_600_000) == 0
-    trend = np.log(candles.close).diff(96).fillna(0).to_numpy()
+    bars_per_day = 86_400_000 // int(ts[1] - ts[0]) if len(ts) > 1 else 1
+    trend = np.log(candles.close).diff(bars_per_day).fillna(0).to_numpy()
     rate = np.clip(0.0001 + 0.002 * trend[on] + rng.normal(0, 0.00005, on.sum()), -0.00375, 0.00375)
     return pd.DataFrame({'timestamp': candles.timestamp[on].to_numpy(), 'rate': rate})
 
@@ -89,6 +90,8 @@ def synthetic_market(
     vol_annual: float = 0.7,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "SYNTHETIC candles (with a `symbol` column) and funding events for `symbols`, reproducible by `seed`."
+    if not -1 < momentum < 1:  # the drift is `momentum` x the mean of the last 16 returns: explosive from 1 on
+        raise ConfigError(f"momentum must be between -1 and 1 (exclusive), got {momentum}")
     rng = np.random.default_rng(seed)
     step_ms = interval_ms(interval)
     n = int(days * 86_400_000 // step_ms)
