@@ -263,7 +263,7 @@ def to_score(pred, task: str) -> np.ndarray:
     "Predicted return (regression) or probability - 0.5 (classification): > 0 means 'take the trade'."
     return np.asarray(pred, np.float64) - (0.5 if task == 'classification' else 0.0)
 
-
+# %% ../nbs/08_evaluate.ipynb #bcb34114
 def _interval(v) -> tuple:
     "2.5 and 97.5 percentiles of the resamples v[1:] (NaN when no resample has a value)."
     with warnings.catch_warnings():
@@ -299,7 +299,7 @@ def _summarize(v, ref, metric) -> dict:
     better = (dhi < 0) if metric in LOWER_IS_BETTER else (dlo > 0)
     return dict(value=v[0], lo=lo, hi=hi, diff=d[0], diff_lo=dlo, diff_hi=dhi, p_value=p, beats_reference=bool(better))
 
-
+# %% ../nbs/08_evaluate.ipynb #a0b114bd
 def holm(p_values) -> np.ndarray:
     "Holm-Bonferroni adjusted p-values (NaN stays NaN)."
     p = np.asarray(p_values, np.float64)
@@ -311,7 +311,7 @@ def holm(p_values) -> np.ndarray:
     out[order] = np.minimum(adjusted, 1.0)
     return out
 
-
+# %% ../nbs/08_evaluate.ipynb #a9aadf3d
 def metrics_table(
     frame: pd.DataFrame,
     predictions: dict,
@@ -670,7 +670,7 @@ def save_figure(fig, path=None, dpi: int = 100):
         plt.close(fig)
     return fig
 
-
+# %% ../nbs/08_evaluate.ipynb #4a9f21c9
 def model_predictions_of(art: RunArtifacts, ends, pred=None) -> dict:
     "Named predictions for `ends`: 'model' (the point forecast) and, with a mean head, 'model_median'."
     f = forecast(run_predictions(art, ends) if pred is None else pred, art.quantiles)  # `pred`: e.g. an ensemble's
@@ -679,7 +679,7 @@ def model_predictions_of(art: RunArtifacts, ends, pred=None) -> dict:
         out['model_median'] = f.median
     return out
 
-
+# %% ../nbs/08_evaluate.ipynb #fe48848a
 def evaluate_run(cfg: Config, run_id: str, runs_dir='runs', db=None, n_boot: int = 500) -> pd.DataFrame:
     "Metrics table (test split) of a run's model next to its baselines; writes metrics.* and metrics.png."
     art = load_run_artifacts(cfg, run_id, runs_dir)

@@ -50,7 +50,7 @@ def _prices(market: Market) -> tuple:
     "The price tuple `labels.walk_trade` reads: open, high, low, close, funding."
     return (market.open, market.high, market.low, market.close, market.funding)
 
-
+# %% ../nbs/08c_portfolio.ipynb #25573ec9
 def _long_frame(frames) -> pd.DataFrame | None:
     "A frame with a `symbol` column from a long frame or from {symbol: frame}."
     if not isinstance(frames, dict):
