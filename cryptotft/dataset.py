@@ -369,7 +369,7 @@ def _columns_to_read(stored: list[str], features=None) -> list[str] | None:
         return None
     return [c for c in stored if c in wanted and c not in KEY_COLUMNS]
 
-
+# %% ../nbs/05_dataset.ipynb #16ad131a
 def _symbol_frame(db, cfg: Config, symbol: str, columns, start=None, end=None, features=None) -> pd.DataFrame:
     "One symbol's stored processed rows (`columns` only), joined with its candles when the model view needs them."
     interval = cfg.data_download.interval
