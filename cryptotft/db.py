@@ -172,6 +172,16 @@ def _check_symbols(table: str, df: pd.DataFrame):
         )
 
 # %% ../nbs/01_db.ipynb #4be93800
+def _ms_column(values: pd.Series) -> pd.Series:
+    "Times of any form -> int64 epoch ms; empty values (None, NaT) stay empty (nullable Int64), never a date in 1677."
+    missing = values.isna()
+    if not missing.any():
+        return pd.Series(to_ms(values), index=values.index)
+    ms = pd.Series(pd.NA, index=values.index, dtype='Int64')
+    ms[~missing] = to_ms(values[~missing])
+    return ms
+
+
 def _prepare_rows(table: str, df: pd.DataFrame) -> pd.DataFrame:
     "Key and symbol checks, timestamps -> epoch ms, rows sorted by key and deduplicated (last wins)."
     key = PRIMARY_KEYS[table]
@@ -181,7 +191,7 @@ def _prepare_rows(table: str, df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for c in out.columns:
         if c in TIME_COLUMNS and not pd.api.types.is_integer_dtype(out[c]):
-            out[c] = to_ms(out[c])
+            out[c] = _ms_column(out[c])
     if out[key].isna().any().any():
         raise DataError(f"rows for {table} have empty key values")
     _check_symbols(table, out)
@@ -340,7 +350,8 @@ READ_CHUNK_ROWS = 50_000
 
 # %% ../nbs/01_db.ipynb #210b1e88
 def _ms_or_none(t):
-    return None if t is None else int(to_ms(t))
+    "Epoch ms of one time, or None for an empty one (None, NaT): stored as NULL."
+    return None if t is None or pd.isna(t) else int(to_ms(t))
 
 # %% ../nbs/01_db.ipynb #224035b3
 def _where(symbols=None, interval=None, start=None, end=None, ts='timestamp'):

@@ -134,6 +134,18 @@ def test_run_records_round_trip(db):
     assert r.data_end == pd.Timestamp('2024-02-01', tz='UTC')
 
 
+def test_a_run_without_a_data_range_stores_null_and_survives_being_written_again(db):
+    "Empty times are NULL, read back as NaT, and a record written from what was read stays readable."
+    db.record_run('bare', 'regression', 'done', ['BTCUSDT'], None, None, {})
+    r = db.read_runs().iloc[0]
+    assert pd.isna(r.data_start) and pd.isna(r.data_end)
+    db.record_run('bare', r.task, r.status, ['BTCUSDT'], r.data_start, r.data_end, r.config, {'mae': 1.0})
+    again = db.read_runs().iloc[0]
+    assert pd.isna(again.data_start) and again.metrics == {'mae': 1.0}
+    raw = db.read_sql("SELECT data_start FROM model_metadata WHERE run_id = 'bare'")
+    assert raw.data_start.isna().all()  # NULL, not a 1677 sentinel
+
+
 def test_unreachable_database_is_one_clear_error():
     with pytest.raises(DataError, match=r'^cannot reach database postgresql\+psycopg2://x@127.0.0.1:9/none'):
         connect('postgresql://x@127.0.0.1:9/none')
