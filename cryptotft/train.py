@@ -198,7 +198,7 @@ def training_figure(
     fig.suptitle(title, fontsize=10)
     return fig
 
-
+# %% ../nbs/07_train.ipynb #612088b8
 def _notebook_display():
     "IPython's display when running in a Jupyter kernel, else None."
     try:
@@ -329,7 +329,7 @@ class TrainResult:
     metrics: dict
     model: keras.Model | None = field(default=None, repr=False)
 
-
+# %% ../nbs/07_train.ipynb #68dd35c7
 def _snapshot(ds: Dataset, run_dir: Path) -> Path:
     "The dataset snapshot inside the run folder: a hard link to the source file when possible."
     dst = run_dir / 'dataset.npz'
@@ -363,7 +363,7 @@ def steps_per_execution(cfg: Config) -> int:
     "Train steps per call: 4 for small models (less per-step overhead, bench_train); 1 under a MirroredStrategy."
     return 4 if cfg.model.d_model <= 64 and not cfg.training.data_parallel else 1
 
-
+# %% ../nbs/07_train.ipynb #e3c6c2e0
 CHECKPOINT_METRICS = ('loss', 'rank_ic')  # training.checkpoint_metric: val_loss (lower) or val_rank_ic (higher)
 
 
@@ -378,7 +378,7 @@ def _selection(cfg: Config, run_dir: Path, ds: Dataset, val_ends, task: str, qua
         keras.callbacks.EarlyStopping(monitor='val_loss', patience=t.early_stopping_patience),
     ]
 
-
+# %% ../nbs/07_train.ipynb #8a1fe67e
 def _callbacks(cfg: Config, run_dir: Path, ds: Dataset, val_ends, task: str, live, quantiles=(0.1, 0.5, 0.9)) -> list:
     "Checkpoint and early stopping (first: their metrics reach the others), CSV log, live plots, TensorBoard."
     sample = _val_sample(ds, val_ends, task, cfg.training.target_scale)
@@ -396,7 +396,7 @@ def _val_sample(ds: Dataset, ends, task: str, scale: str = 'none', n: int = 512)
     "A fixed, evenly spread sample of validation windows (targets as the model learns them) for the live plots."
     return get_batch(ds, ends[np.linspace(0, len(ends) - 1, min(n, len(ends))).astype(int)], task, scale)
 
-
+# %% ../nbs/07_train.ipynb #bd0cdd10
 def _check_selection(cfg: Config, ds: Dataset, task: str):
     "ConfigError before anything is written when the checkpoint metric or target scale cannot work on `ds`."
     t = cfg.training
@@ -410,7 +410,7 @@ def _check_selection(cfg: Config, ds: Dataset, task: str):
         raise ConfigError("training.target_scale 'rank' ranks symbols at each bar: it needs three or more")
     ds.target_scale(t.target_scale, slice(0, 1))  # an unknown kind or a missing volatility input fails here
 
-
+# %% ../nbs/07_train.ipynb #c40f8a17
 def _selection_metrics(history: pd.DataFrame, checkpoint_metric: str) -> dict:
     "Epochs run, the epoch the checkpoint holds (by `checkpoint_metric`) and the validation scores behind it."
     if checkpoint_metric == 'rank_ic':
@@ -428,7 +428,7 @@ def _selection_metrics(history: pd.DataFrame, checkpoint_metric: str) -> dict:
         out['val_rank_ic_per_epoch'] = [float(v) for v in history['val_rank_ic']]
     return out
 
-
+# %% ../nbs/07_train.ipynb #5dc789d4
 def _epoch_steps(n_windows: int, batch_size: int, cfg: Config) -> int:
     "Steps per epoch, a whole number of executions: Keras then counts its progress bar right (no '12/9')."
     steps = n_windows // batch_size if cfg.training.data_parallel else math.ceil(n_windows / batch_size)
@@ -488,7 +488,7 @@ def _scale_record(kind: str) -> dict:
         return {'kind': 'rank', 'percent': False, 'range': [-1, 1]}  # cross_sectional_rank of each bar
     return {'kind': kind, 'feature': VOLATILITY_FEATURE, 'percent': True, 'floor_pct': VOLATILITY_FLOOR_PCT}
 
-
+# %% ../nbs/07_train.ipynb #11cbce58
 def _write_record(run_dir: Path, rec: dict, db=None):
     "run.json (and the model_metadata row when a database is given)."
     (run_dir / 'run.json').write_text(json.dumps(rec, indent=1, default=float))
