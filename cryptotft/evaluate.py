@@ -249,7 +249,7 @@ NO_SKILL = {
 DECISION_ONLY = ('always_long', 'always_short')
 # comparisons that mean something: precision, recall, F1 and win rate against a reference that never
 # trades (zero) or always trades say nothing about skill, so they are reported but never flagged
-FLAGGED = {'mae', 'rmse', 'r2', 'direction_accuracy', 'auc', 'avg_trade', *IC_METRICS}
+FLAGGED = {'mae', 'rmse', 'r2', 'direction_accuracy', 'accuracy', 'auc', 'avg_trade', *IC_METRICS}
 
 
 def task_metrics(task: str) -> dict:
@@ -719,6 +719,8 @@ def _record_metrics(db, art: RunArtifacts, table: pd.DataFrame):
 # %% ../nbs/08_evaluate.ipynb #91ef5ff5
 def walk_forward_table(cfg: Config, run_ids, runs_dir='runs', n_boot: int = 500, out_dir=None) -> pd.DataFrame:
     "Out-of-sample metrics per fold run (or list of a fold's ensemble runs) and pooled over all folds (column `fold`)."
+    if not len(run_ids):
+        raise ConfigError('walk_forward_table needs the run ids of one or more folds')
     tables, frames, preds, task, block = [], [], [], 'regression', BARS_PER_DAY
     for run_id in run_ids:
         members = [run_id] if isinstance(run_id, str) else list(run_id)
