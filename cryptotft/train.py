@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import weakref
+import zipfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 import numpy as np
@@ -548,9 +549,14 @@ def train(
     _check_selection(cfg, ds, task)
     keras.utils.set_random_seed(cfg.training.seed)
     run_id = validate_run_id(run_id) if run_id else new_run_id(task)
+    train_ends, val_ends = ds.ends('train', fold), ds.ends('val', fold)
+    if cfg.training.data_parallel and len(train_ends) < bs:  # whole batches only: nothing would be left to train on
+        raise ConfigError(
+            f"data-parallel training drops partial batches: {len(train_ends)} training windows do not fill one "
+            f"batch of {bs}; lower model.batch_size"
+        )
     run_dir = Path(runs_dir or cfg.training.runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    train_ends, val_ends = ds.ends('train', fold), ds.ends('val', fold)
     scaler = ds.scaler if fold == 0 else fit_scaler(ds.features, window_rows(train_ends, T, len(ds.timestamps)))
     (run_dir / 'scaler.json').write_text(
         json.dumps(
@@ -623,7 +629,16 @@ def load_run(run_dir) -> tuple[keras.Model, dict]:
     run_dir = Path(run_dir)
     if not (run_dir / 'run.json').exists():
         raise DataError(f"{run_dir} is not a run folder (no run.json): pass runs/<run_id>")
-    meta = json.loads((run_dir / 'run.json').read_text())
+    try:
+        meta = json.loads((run_dir / 'run.json').read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{run_dir}/run.json is not valid JSON ({e.msg}, line {e.lineno}): the run is damaged"
+        ) from None
     meta['run_dir'] = str(run_dir.resolve())
     meta['dataset_path'] = str((run_dir / meta.get('dataset', 'dataset.npz')).resolve())
-    return keras.saving.load_model(run_dir / 'model.keras'), meta
+    try:
+        model = keras.saving.load_model(run_dir / 'model.keras')
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as e:  # missing, truncated or not a Keras file
+        raise DataError(f"{run_dir}/model.keras cannot be loaded ({type(e).__name__}): retrain the run") from None
+    return model, meta
