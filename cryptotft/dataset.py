@@ -81,8 +81,9 @@ def model_columns(df: pd.DataFrame, features=None) -> pd.DataFrame:
     else:
         out = df[stored_feature_columns(df)]
     extra = [c for c in TIME_FEATURES if c not in out.columns]
-    if extra:
-        out = out.assign(**dict(zip(TIME_FEATURES, time_features(to_ms(df['timestamp'])).T)))[[*out.columns, *extra]]
+    if extra:  # only the missing ones: a stored time feature is kept as stored
+        computed = dict(zip(TIME_FEATURES, time_features(to_ms(df['timestamp'])).T))
+        out = out.assign(**{c: computed[c] for c in extra})
     return out
 
 # %% ../nbs/05_dataset.ipynb #5a48e1b3

@@ -399,7 +399,7 @@ def _val_sample(ds: Dataset, ends, task: str, scale: str = 'none', n: int = 512)
 
 # %% ../nbs/07_train.ipynb #bd0cdd10
 def _check_selection(cfg: Config, ds: Dataset, task: str):
-    "ConfigError before anything is written when the checkpoint metric or target scale cannot work on `ds`."
+    "Before anything is written: ConfigError for a selection that cannot work (DataError: no volatility input)."
     t = cfg.training
     if t.checkpoint_metric not in CHECKPOINT_METRICS:
         raise ConfigError(f"training.checkpoint_metric must be 'loss' or 'rank_ic', not {t.checkpoint_metric!r}")
@@ -422,7 +422,7 @@ def _selection_metrics(history: pd.DataFrame, checkpoint_metric: str) -> dict:
         'epochs_run': len(history),
         'checkpoint_metric': checkpoint_metric,
         'best_epoch': best + 1,
-        'best_val_loss': float(history['val_loss'].min()),
+        'best_val_loss': float(history['val_loss'].iloc[best]),  # the kept epoch's (by loss: the lowest)
     }
     if 'val_rank_ic' in history:
         out['best_val_rank_ic'] = float(history['val_rank_ic'].iloc[best])
