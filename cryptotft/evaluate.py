@@ -474,14 +474,27 @@ def split_summary(y: np.ndarray, pred: np.ndarray, task: str, quantiles=(0.1, 0.
 
 # %% ../nbs/08_evaluate.ipynb #1d4a7bd9
 def baseline_predictions(
-    ds, train_ends, eval_ends, task: str = 'regression', max_train: int = 200_000, seed: int = 0
+    ds,
+    train_ends,
+    eval_ends,
+    task: str = 'regression',
+    max_train: int = 200_000,
+    seed: int = 0,
+    target_scale: str = 'none',
 ) -> dict:
-    "Constant baselines and LightGBM on the last bar's features, for the windows ending at `eval_ends`."
+    """Constant baselines and LightGBM on the last bar's features, for the windows ending at `eval_ends`.
+
+    With a `target_scale` (the one a TFT run learned) also `lightgbm_<scale>`: LightGBM fitted on the same
+    transformed targets and read back the same way, so the TFT meets LightGBM on its own target too."""
     ret_cols = [list(ds.label_names).index(c) for c in ('buy_return', 'sell_return')]
     train_ends = np.asarray(train_ends)[:: max(1, -(-len(train_ends) // max_train))]
     y_train = ds.labels[train_ends][:, ret_cols].astype(np.float64)
     preds = constant_baselines(y_train, len(eval_ends), task)
     preds['lightgbm'] = lightgbm_baseline(ds.features[train_ends], y_train, ds.features[eval_ends], task, seed)
+    if target_scale != 'none':
+        y_scaled = ds.targets(task, target_scale)[train_ends].astype(np.float64)
+        raw = lightgbm_baseline(ds.features[train_ends], y_scaled, ds.features[eval_ends], task, seed)
+        preds[f'lightgbm_{target_scale}'] = ds.unscale(raw, eval_ends, target_scale)
     return preds
 
 
@@ -729,7 +742,7 @@ def walk_forward_table(cfg: Config, run_ids, runs_dir='runs', n_boot: int = 500,
         ends = art.ds.ends('test', fold)
         pred = ensemble_predictions([Path(runs_dir) / m for m in members], ends) if len(members) > 1 else None
         named = model_predictions_of(art, ends, pred) | baseline_predictions(
-            art.ds, art.ds.ends('train', fold), ends, art.task, seed=cfg.training.seed
+            art.ds, art.ds.ends('train', fold), ends, art.task, seed=cfg.training.seed, target_scale=art.target_scale
         )
         task = art.task
         block = bootstrap_block(int(art.ds.config.get('index', {}).get('prediction_horizon', BARS_PER_DAY // 2)))

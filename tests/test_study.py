@@ -141,3 +141,24 @@ def test_a_seed_ensemble_is_scored_on_the_mean_of_its_seed_runs_predictions(stud
     pred = np.mean([stored_predictions(m, ends) for m in members], axis=0)
     ic = panel_rank_ic(eval_frame(ds, ends), forecast(pred).point)
     assert np.allclose([row.val_rank_ic_buy, row.val_rank_ic_sell], ic)
+
+
+def test_a_rank_target_study_meets_lightgbm_on_its_own_target_too(tmp_path):
+    "When the chosen TFT learns cross-sectional ranks, LightGBM on the same ranks is a reference in every table."
+    out = tmp_path / 'out'
+    tiny = {**TINY, 'candidates': 'indicators-csrank', 'n_boot': 20, 'out_dir': str(out)}
+    params = [a for k, v in tiny.items() for a in ('-p', k, str(v))]
+    env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2', 'MPLBACKEND': 'Agg'}
+    cmd = [sys.executable, '-m', 'papermill', '-k', 'python3', '--language', 'python', str(STUDY)]
+    r = subprocess.run(
+        [*cmd, str(tmp_path / 'study.ipynb'), *params], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    head = pd.read_csv(out / 'headline.csv', dtype={'fold': str})
+    ic = head[(head.metric == 'rank_ic_time') & (head.predictor == 'model')]
+    assert np.isfinite(ic[['vs_lightgbm', 'vs_lightgbm_rank']].to_numpy()).all()  # paired with both LightGBMs
+    ranked = head[(head.metric == 'rank_ic_time') & (head.predictor == 'lightgbm_rank')]
+    assert sorted(ranked.fold.unique()) == ['1', '2', 'pooled']
+    bt = pd.read_csv(out / 'backtest.csv')
+    assert {'lightgbm', 'lightgbm_rank'} <= set(bt.strategy)
+    assert json.loads((out / 'study.json').read_text())['chosen'] == 'indicators-csrank'
