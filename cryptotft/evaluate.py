@@ -499,7 +499,15 @@ def baseline_predictions(
 
 
 def evaluate_split(
-    ds, train_ends, eval_ends, model_pred=None, task: str = 'regression', n_boot: int = 500, seed: int = 0, **kw
+    ds,
+    train_ends,
+    eval_ends,
+    model_pred=None,
+    task: str = 'regression',
+    n_boot: int = 500,
+    seed: int = 0,
+    target_scale: str = 'none',
+    **kw,
 ) -> pd.DataFrame:
     "The metrics table of the model (a dict of named predictions, or one array) next to all baselines."
     if model_pred is None:
@@ -508,7 +516,7 @@ def evaluate_split(
         preds = dict(model_pred)
     else:
         preds = {'model': np.asarray(model_pred)}
-    preds = preds | baseline_predictions(ds, train_ends, eval_ends, task, seed=seed)
+    preds = preds | baseline_predictions(ds, train_ends, eval_ends, task, seed=seed, target_scale=target_scale)
     horizon = int(ds.config.get('index', {}).get('prediction_horizon', BARS_PER_DAY // 2))
     kw.setdefault('block', bootstrap_block(horizon))
     return metrics_table(eval_frame(ds, eval_ends), preds, task, n_boot=n_boot, seed=seed, **kw)
@@ -698,7 +706,8 @@ def evaluate_run(cfg: Config, run_id: str, runs_dir='runs', db=None, n_boot: int
     art = load_run_artifacts(cfg, run_id, runs_dir)
     ds, seed, fold = art.ds, cfg.training.seed, int(art.meta.get('fold', 0))
     ends = art.ds.ends('test', fold)
-    t = evaluate_split(ds, ds.ends('train', fold), ends, model_predictions_of(art, ends), art.task, n_boot, seed)
+    named = model_predictions_of(art, ends)
+    t = evaluate_split(ds, ds.ends('train', fold), ends, named, art.task, n_boot, seed, art.target_scale)
     table = t.assign(split='test', fold=fold)
     table.to_csv(art.run_dir / 'metrics.csv', index=False)
     (art.run_dir / 'metrics.json').write_text(table.to_json(orient='records', indent=1))
