@@ -22,11 +22,11 @@ import pandas as pd
 import yaml
 
 # %% auto #0
-__all__ = ['INTERVAL_MINUTES', 'RUN_ID_PATTERN', 'SYMBOL_PATTERN', 'CryptoTFTError', 'ConfigError', 'DataError', 'ExchangeError',
-           'TemporaryExchangeError', 'RateLimited', 'interval_ms', 'to_ms', 'from_ms', 'new_run_id', 'validate_run_id',
-           'check_symbol', 'DatabaseConfig', 'BybitConfig', 'DownloadConfig', 'RiskProfile', 'ModelConfig',
-           'TrainingConfig', 'Config', 'config_from_dict', 'apply_env', 'load_config', 'with_overrides',
-           'config_to_dict']
+__all__ = ['INTERVAL_MINUTES', 'RUN_ID_PATTERN', 'SYMBOL_PATTERN', 'TARGET_SCALES', 'CHECKPOINT_METRICS', 'CryptoTFTError',
+           'ConfigError', 'DataError', 'ExchangeError', 'TemporaryExchangeError', 'RateLimited', 'interval_ms', 'to_ms',
+           'from_ms', 'new_run_id', 'validate_run_id', 'check_symbol', 'DatabaseConfig', 'BybitConfig',
+           'DownloadConfig', 'RiskProfile', 'ModelConfig', 'TrainingConfig', 'Config', 'config_from_dict', 'apply_env',
+           'load_config', 'with_overrides', 'config_to_dict']
 
 # %% ../nbs/00_config.ipynb #7f782c52
 class CryptoTFTError(Exception):
@@ -215,6 +215,10 @@ class ModelConfig:
     huber_delta: float = 10.0  # percent; beyond any label's error, so the mean head is fit like MSE
 
 # %% ../nbs/00_config.ipynb #3d346574
+TARGET_SCALES = ('none', 'volatility', 'rank')  # training.target_scale: what the model learns instead of raw returns
+CHECKPOINT_METRICS = ('loss', 'rank_ic')  # training.checkpoint_metric: val_loss (lower) or val_rank_ic (higher)
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     "How samples are split and how training is run."
@@ -398,6 +402,12 @@ def _check_rules(cfg: Config) -> Config:
         'must come before training.test_start',
     )
     need(m.huber_delta > 0, 'model.huber_delta', 'must be > 0')
+    need(t.target_scale in TARGET_SCALES, 'training.target_scale', f"must be one of {', '.join(TARGET_SCALES)}")
+    need(
+        t.checkpoint_metric in CHECKPOINT_METRICS,
+        'training.checkpoint_metric',
+        f"must be one of {', '.join(CHECKPOINT_METRICS)}",
+    )
     need(
         m.variable_selection in ('auto', 'fast', 'plain'),
         'model.variable_selection',

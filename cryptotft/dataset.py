@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .config import Config, ConfigError, DataError, config_to_dict, interval_ms, to_ms
+from .config import TARGET_SCALES, Config, ConfigError, DataError, config_to_dict, interval_ms, to_ms
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TARGETS', 'LABELS', 'TIME_FEATURES', 'SPLITS', 'KEY_COLUMNS', 'WARMUP_COLUMNS', 'RAW_COLUMNS', 'TARGET_SCALES',
+__all__ = ['log', 'TARGETS', 'LABELS', 'TIME_FEATURES', 'SPLITS', 'KEY_COLUMNS', 'WARMUP_COLUMNS', 'RAW_COLUMNS',
            'VOLATILITY_FEATURE', 'VOLATILITY_FLOOR_PCT', 'OPEN_END', 'SNAPSHOT_VERSION', 'time_features',
            'stored_feature_columns', 'model_columns', 'Dataset', 'dataset_arrays', 'valid_window_ends',
            'split_boundaries', 'assign_splits', 'window_rows', 'fit_scaler', 'index_params', 'index_dataset',
@@ -38,7 +38,6 @@ SPLITS = ('train', 'val', 'test')
 KEY_COLUMNS = {'symbol', 'interval', 'timestamp'}
 WARMUP_COLUMNS = ('warmup', 'is_warmup')
 RAW_COLUMNS = {'open', 'high', 'low', 'close', 'volume', 'turnover'}  # price-scale: never a model input
-TARGET_SCALES = ('none', 'volatility', 'rank')  # what the model learns instead of raw returns (training.target_scale)
 VOLATILITY_FEATURE = 'atr_pct'  # Wilder ATR(14) / close of the bar: causal, known when its window ends
 VOLATILITY_FLOOR_PCT = 0.05  # a frozen market's ATR must not blow a target up: 15m ATR of majors is 0.1-1 %
 
