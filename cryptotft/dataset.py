@@ -75,7 +75,13 @@ def model_columns(df: pd.DataFrame, features=None) -> pd.DataFrame:
     elif ind is not None and set(ind.MODEL_FEATURES) <= set(df.columns):
         out = df[list(ind.MODEL_FEATURES)]
     elif ind is not None:
-        out = pd.concat([ind.model_features(g) for _, g in df.groupby('symbol', sort=False)])
+        try:
+            out = pd.concat([ind.model_features(g) for _, g in df.groupby('symbol', sort=False)])
+        except KeyError as e:  # the model view is made from indicator columns these rows do not hold
+            raise DataError(
+                f"processed data lack the column {e.args[0]!r} the model inputs are made from: "
+                "re-run `cryptotft prepare`"
+            ) from None
         out = out.reindex(df.index)[list(ind.MODEL_FEATURES)]
     else:
         out = df[stored_feature_columns(df)]

@@ -536,7 +536,7 @@ class RunArtifacts(NamedTuple):
 
 
 def run_target_scale(meta: dict) -> str:
-    "What a run's targets were divided by (`training.target_scale` in its run.json); runs before the option: none."
+    "What a run learned instead of returns (`training.target_scale` in its run.json); runs before the option: none."
     return meta.get('config', {}).get('training', {}).get('target_scale', 'none')
 
 
@@ -562,9 +562,10 @@ def load_run_artifacts(cfg: Config, run_id: str, runs_dir='runs') -> RunArtifact
     quantiles = tuple(meta.get('tft_config', {}).get('quantiles') or cfg.model.quantiles)
     if task == 'regression' and not meta.get('tft_config', {}).get('mean_head', False):
         log.warning('run %s was trained before the mean head: it is reported as median-only', run_id)
-    if run_target_scale(meta) == 'rank':
+    scale = run_target_scale(meta)
+    if scale == 'rank':
         log.warning('run %s learned cross-sectional ranks: its forecasts are scores in [-1, 1], not percent', run_id)
-    return RunArtifacts(run_id, run_dir, model, meta, ds, task, quantiles, run_target_scale(meta))
+    return RunArtifacts(run_id, run_dir, model, meta, ds, task, quantiles, scale)
 
 # %% ../nbs/08_evaluate.ipynb #ea282306
 def model_key(run_dir) -> str:

@@ -100,12 +100,7 @@ def latest_windows(db, cfg: Config, symbols, feature_names, sequence_length: int
     df = processed_frame(db, cfg, list(symbols), start=start, features=base if set(base) <= stored else None)
     # the slice's first bars lack the history of the model view's 20-bar look-back features: the first 50 are warm-up
     df['warmup'] = np.where(df.groupby('symbol').cumcount() < 50, 1.0, df['warmup'] if 'warmup' in df else 0.0)
-    try:
-        arr = dataset_arrays(df, base if set(base) <= set(df.columns) else None)  # the same model view as training
-    except KeyError as e:  # the model view is made from indicator columns this database does not hold
-        raise DataError(
-            f"processed data lack the column {e.args[0]!r} the run's inputs are made from: re-run `cryptotft prepare`"
-        ) from None
+    arr = dataset_arrays(df, base if set(base) <= set(df.columns) else None)  # the same model view as training
     if list(arr.feature_names) != list(feature_names):
         raise DataError(
             f"stored features {list(arr.feature_names)[:3]}... do not match the run's feature list: "

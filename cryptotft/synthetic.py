@@ -72,7 +72,7 @@ def _one_symbol(rng, market_steps, times_ms, step_ms, price0, vol_bar, beta, mom
 # %% ../nbs/01b_synthetic.ipynb #6ced18b0
 def _funding(rng, candles: pd.DataFrame, every_h: int = 8) -> pd.DataFrame:
     "Funding events every `every_h` hours following the trend of the last day (a day of bars at any interval)."
-    ts = np.asarray(to_ms(candles.timestamp))
+    ts = to_ms(candles.timestamp)
     on = ts % (every_h * 3_600_000) == 0
     bars_per_day = 86_400_000 // int(ts[1] - ts[0]) if len(ts) > 1 else 1
     trend = np.log(candles.close).diff(bars_per_day).fillna(0).to_numpy()
