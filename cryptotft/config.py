@@ -213,6 +213,7 @@ class ModelConfig:
     quantile_loss_weight: float = 1.0  # the quantiles' pinball loss
     variable_selection: str = 'auto'  # 'fast' (hand-written gradients, CPU) | 'plain' (autodiff) | 'auto'
     huber_delta: float = 10.0  # percent; beyond any label's error, so the mean head is fit like MSE
+    symbol_embedding: bool = True  # the symbol's id is the static input; False: one static context for all
 
 # %% ../nbs/00_config.ipynb #3d346574
 TARGET_SCALES = ('none', 'volatility', 'rank')  # training.target_scale: what the model learns instead of raw returns

@@ -27,12 +27,12 @@ __all__ = ['log', 'BARS_PER_DAY', 'accuracy', 'win_rate', 'REGRESSION_METRICS', 
            'PREDICTOR_ORDER', 'bootstrap_block', 'block_bootstrap_indices', 'bootstrap_weights', 'SideSample',
            'panel_index', 'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy', 'precision', 'recall', 'f1',
            'avg_trade', 'auc', 'ic_time', 'rank_ic_time', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic',
-           'task_metrics', 'to_score', 'holm', 'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'Forecast',
-           'forecast', 'point_forecast', 'eval_frame', 'split_summary', 'baseline_predictions', 'evaluate_split',
-           'RunArtifacts', 'run_target_scale', 'load_run_artifacts', 'model_key', 'save_predictions',
-           'stored_predictions', 'run_predictions', 'ensemble_predictions', 'plot_metrics', 'save_figure',
-           'model_predictions_of', 'evaluate_run', 'walk_forward_table', 'walk_forward_summary', 'compact_table',
-           'verdict']
+           'task_metrics', 'to_score', 'holm', 'metrics_table', 'constant_baselines', 'lightgbm_baseline',
+           'symbol_means', 'Forecast', 'forecast', 'point_forecast', 'eval_frame', 'split_summary',
+           'baseline_predictions', 'evaluate_split', 'RunArtifacts', 'run_target_scale', 'load_run_artifacts',
+           'model_key', 'save_predictions', 'stored_predictions', 'run_predictions', 'ensemble_predictions',
+           'plot_metrics', 'save_figure', 'model_predictions_of', 'evaluate_run', 'walk_forward_table',
+           'walk_forward_summary', 'compact_table', 'verdict']
 
 # %% ../nbs/08_evaluate.ipynb #666734c8
 BARS_PER_DAY = 96  # 15-minute bars: the shortest bootstrap block is one day
@@ -402,6 +402,21 @@ def lightgbm_baseline(X_train, y_train, X_test, task: str = 'regression', seed: 
             out[:, k] = lgb.LGBMRegressor(**kw).fit(X_train[ok], y_train[ok, k]).predict(X_test)
     return out
 
+# %% ../nbs/08_evaluate.ipynb #2f33b17a
+def symbol_means(y_train: np.ndarray, train_symbols: np.ndarray, eval_symbols: np.ndarray) -> np.ndarray:
+    "(n_eval, K): each symbol's NaN-skipping training mean of each column of `y_train`, the overall mean if unseen."
+    y = np.asarray(y_train, np.float64)
+    ids = np.asarray(train_symbols)
+    overall = np.nanmean(y, axis=0)
+    out = np.tile(overall, (len(eval_symbols), 1))
+    for s in np.unique(eval_symbols):
+        mine = ids == s
+        if mine.any():
+            with np.errstate(invalid='ignore'):
+                mean = np.nanmean(np.where(np.isfinite(y[mine]), y[mine], np.nan), axis=0)
+            out[np.asarray(eval_symbols) == s] = np.where(np.isfinite(mean), mean, overall)
+    return out
+
 # %% ../nbs/08_evaluate.ipynb #11b01c15
 class Forecast(NamedTuple):
     "A model's output split by meaning: the point forecast that decisions use, the median, the quantiles."
@@ -482,19 +497,25 @@ def baseline_predictions(
     seed: int = 0,
     target_scale: str = 'none',
 ) -> dict:
-    """Constant baselines and LightGBM on the last bar's features, for the windows ending at `eval_ends`.
+    """Constant baselines, each symbol's training mean and LightGBM on the last bar's features, at `eval_ends`.
 
-    With a `target_scale` (the one a TFT run learned) also `lightgbm_<scale>`: LightGBM fitted on the same
-    transformed targets and read back the same way, so the TFT meets LightGBM on its own target too."""
+    With a `target_scale` (the one a TFT run learned) also `lightgbm_<scale>` and `symbol_mean_<scale>`: the same
+    fitted on the transformed targets and read back the same way, so the TFT meets them on its own target too."""
     ret_cols = [list(ds.label_names).index(c) for c in ('buy_return', 'sell_return')]
     train_ends = np.asarray(train_ends)[:: max(1, -(-len(train_ends) // max_train))]
     y_train = ds.labels[train_ends][:, ret_cols].astype(np.float64)
     preds = constant_baselines(y_train, len(eval_ends), task)
     preds['lightgbm'] = lightgbm_baseline(ds.features[train_ends], y_train, ds.features[eval_ends], task, seed)
+    who = np.asarray(ds.symbol_id)
+    preds['symbol_mean'] = symbol_means(
+        y_train > 0 if task == 'classification' else y_train, who[train_ends], who[eval_ends]
+    )
     if target_scale != 'none':
         y_scaled = ds.targets(task, target_scale)[train_ends].astype(np.float64)
         raw = lightgbm_baseline(ds.features[train_ends], y_scaled, ds.features[eval_ends], task, seed)
         preds[f'lightgbm_{target_scale}'] = ds.unscale(raw, eval_ends, target_scale)
+        means = symbol_means(y_scaled, who[train_ends], who[eval_ends])
+        preds[f'symbol_mean_{target_scale}'] = ds.unscale(means, eval_ends, target_scale)
     return preds
 
 
@@ -783,6 +804,7 @@ PREDICTOR_ORDER = (
     'model',
     'model_median',
     'lightgbm',
+    'symbol_mean',
     'train_mean',
     'train_median',
     'zero',

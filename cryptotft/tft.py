@@ -62,6 +62,7 @@ class TFTConfig:
     quantile_loss_weight: float = 1.0  # weight of the pinball loss of the quantiles
     fast_variable_selection: bool = True  # hand-written VSN gradients (CPU); False: plain formulas + autodiff
     huber_delta: float = 10.0  # percent: beyond any label's error (stop ~1.2 %, last TP 5.8 %): the mean
+    symbol_embedding: bool = True  # False: every symbol gets one shared static context (rank by inputs alone)
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -484,7 +485,7 @@ class TemporalFusionTransformer(keras.layers.Layer):
             config = {**config, 'mean_head': False}  # a model saved before the mean head: quantiles only
         tc = self.tcfg = config if isinstance(config, TFTConfig) else TFTConfig(**config)
         d, p = tc.d_model, tc.dropout
-        self.static_encoder = StaticCovariateEncoder(tc.n_symbols, d, p)
+        self.static_encoder = StaticCovariateEncoder(tc.n_symbols if tc.symbol_embedding else 1, d, p)
         self.selection = VariableSelection(tc.n_features, d, p, tc.fast_variable_selection)
         self.lstms = [keras.layers.LSTM(d, return_sequences=True) for _ in range(tc.lstm_layers)]
         self.lstm_gate = GatedSkip(d, p)
@@ -501,6 +502,8 @@ class TemporalFusionTransformer(keras.layers.Layer):
     def call(self, inputs, training=None):
         tc = self.tcfg
         x, symbol = inputs['features'], inputs['symbol']  # (B, T, F), (B,)
+        if not tc.symbol_embedding:
+            symbol = ops.zeros_like(symbol)  # who the symbol is stays unknown: one learned static context
         c_select, c_enrich, c_h, c_c = self.static_encoder(symbol, training=training)  # 4 x (B, d)
         selected, temporal_weights = self.selection(x, c_select, training=training)  # (B, T, d), (B, T, F)
         h = selected

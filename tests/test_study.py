@@ -117,7 +117,8 @@ def test_choice_table_records_every_configuration_and_the_walk_forward_uses_the_
     assert choices.chosen.sum() == 1
     chosen = tft.loc[tft.val_rank_ic.idxmax(), 'configuration']
     assert choices.loc[choices.chosen, 'configuration'].item() == chosen  # the best validation score, nothing else
-    assert {'lightgbm-indicators', 'lightgbm-context'} <= set(choices.configuration)
+    references = {'lightgbm-indicators', 'lightgbm-context', 'lightgbm-indicators-csrank', 'lightgbm-context-csrank'}
+    assert references | {'symbol-mean', 'symbol-mean-csrank'} <= set(choices.configuration)
     metrics = pd.read_csv(out / 'metrics.csv', dtype={'fold': str})
     runs = sorted(set(metrics.run_id.dropna()))
     base = chosen.removesuffix('-x2')
@@ -146,7 +147,7 @@ def test_a_seed_ensemble_is_scored_on_the_mean_of_its_seed_runs_predictions(stud
 def test_a_rank_target_study_meets_lightgbm_on_its_own_target_too(tmp_path):
     "When the chosen TFT learns cross-sectional ranks, LightGBM on the same ranks is a reference in every table."
     out = tmp_path / 'out'
-    tiny = {**TINY, 'candidates': 'indicators-csrank', 'n_boot': 20, 'out_dir': str(out)}
+    tiny = {**TINY, 'candidates': 'indicators-csrank,indicators-csrank-anon', 'n_boot': 20, 'out_dir': str(out)}
     params = [a for k, v in tiny.items() for a in ('-p', k, str(v))]
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2', 'MPLBACKEND': 'Agg'}
     cmd = [sys.executable, '-m', 'papermill', '-k', 'python3', '--language', 'python', str(STUDY)]
@@ -161,4 +162,36 @@ def test_a_rank_target_study_meets_lightgbm_on_its_own_target_too(tmp_path):
     assert sorted(ranked.fold.unique()) == ['1', '2', 'pooled']
     bt = pd.read_csv(out / 'backtest.csv')
     assert {'lightgbm', 'lightgbm_rank'} <= set(bt.strategy)
-    assert json.loads((out / 'study.json').read_text())['chosen'] == 'indicators-csrank'
+    choices = pd.read_csv(out / 'choices.csv').set_index('configuration')
+    chosen = json.loads((out / 'study.json').read_text())['chosen']
+    assert chosen == choices.loc[['indicators-csrank', 'indicators-csrank-anon'], 'val_rank_ic'].idxmax()
+    embedding = {
+        name: json.loads((out / 'runs' / f'study-{name}-f1' / 'run.json').read_text())['tft_config']['symbol_embedding']
+        for name in ('indicators-csrank', 'indicators-csrank-anon')
+    }
+    assert embedding == {'indicators-csrank': True, 'indicators-csrank-anon': False}
+    means = head[(head.metric == 'rank_ic_time') & head.predictor.isin(['symbol_mean', 'symbol_mean_rank'])]
+    assert len(means) == 2 * 2 * 3  # both symbol means, both sides, folds 1, 2 and pooled
+    assert np.isfinite(ic[['vs_symbol_mean_rank', 'vs_symbol_mean_rank_lo', 'vs_symbol_mean_rank_hi']].to_numpy()).all()
+
+
+def test_the_symbol_mean_reference_is_each_symbols_training_mean_scored_on_validation(study):
+    "The `symbol-mean` rows of the choice table: a predictor that knows only the symbol's name, recomputed here."
+    from cryptotft.dataset import load_dataset
+    from cryptotft.evaluate import eval_frame, panel_rank_ic
+
+    _, out = study
+    choices = pd.read_csv(out / 'choices.csv').set_index('configuration')
+    ds = load_dataset(out / 'dataset-context.npz')
+    train, val = ds.ends('train', 1), ds.ends('val', 1)
+    frame = eval_frame(ds, val)
+    for name, y in (
+        ('symbol-mean', ds.targets('regression')),
+        ('symbol-mean-csrank', ds.targets('regression', 'rank')),
+    ):
+        means = {s: np.nanmean(y[train][ds.symbol_id[train] == s], axis=0) for s in np.unique(ds.symbol_id[val])}
+        pred = np.stack([means[s] for s in ds.symbol_id[val]])
+        assert np.allclose(
+            choices.loc[name, ['val_rank_ic_buy', 'val_rank_ic_sell']].to_numpy(float), panel_rank_ic(frame, pred)
+        )
+        assert choices.loc[name, 'inputs'] == 0
