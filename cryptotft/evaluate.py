@@ -406,16 +406,9 @@ def lightgbm_baseline(X_train, y_train, X_test, task: str = 'regression', seed: 
 def symbol_means(y_train: np.ndarray, train_symbols: np.ndarray, eval_symbols: np.ndarray) -> np.ndarray:
     "(n_eval, K): each symbol's NaN-skipping training mean of each column of `y_train`, the overall mean if unseen."
     y = np.asarray(y_train, np.float64)
-    ids = np.asarray(train_symbols)
-    overall = np.nanmean(y, axis=0)
-    out = np.tile(overall, (len(eval_symbols), 1))
-    for s in np.unique(eval_symbols):
-        mine = ids == s
-        if mine.any():
-            with np.errstate(invalid='ignore'):
-                mean = np.nanmean(np.where(np.isfinite(y[mine]), y[mine], np.nan), axis=0)
-            out[np.asarray(eval_symbols) == s] = np.where(np.isfinite(mean), mean, overall)
-    return out
+    means = pd.DataFrame(y).groupby(np.asarray(train_symbols)).mean()  # NaN skipped; all-NaN: NaN
+    out = means.reindex(np.asarray(eval_symbols)).to_numpy()  # an unseen symbol: NaN
+    return np.where(np.isfinite(out), out, np.nanmean(y, axis=0))
 
 # %% ../nbs/08_evaluate.ipynb #11b01c15
 class Forecast(NamedTuple):
