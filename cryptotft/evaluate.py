@@ -22,19 +22,20 @@ from .labels import SIDES
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'BARS_PER_DAY', 'accuracy', 'win_rate', 'REGRESSION_METRICS', 'CLASSIFICATION_METRICS', 'TRADE_METRICS',
-           'IC_METRICS', 'LOWER_IS_BETTER', 'NO_SKILL', 'DECISION_ONLY', 'FLAGGED', 'LIGHTGBM_PARAMS', 'HEADLINE',
-           'PREDICTOR_ORDER', 'bootstrap_block', 'block_bootstrap_indices', 'bootstrap_weights', 'SideSample',
-           'panel_index', 'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy', 'precision', 'recall', 'f1',
-           'avg_trade', 'auc', 'ic_time', 'rank_ic_time', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic',
+__all__ = ['log', 'FUNDING_INPUTS', 'BARS_PER_DAY', 'accuracy', 'win_rate', 'REGRESSION_METRICS', 'CLASSIFICATION_METRICS',
+           'TRADE_METRICS', 'IC_METRICS', 'LOWER_IS_BETTER', 'NO_SKILL', 'DECISION_ONLY', 'FLAGGED', 'LIGHTGBM_PARAMS',
+           'HEADLINE', 'PREDICTOR_ORDER', 'bootstrap_block', 'block_bootstrap_indices', 'bootstrap_weights',
+           'SideSample', 'panel_index', 'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy', 'precision', 'recall',
+           'f1', 'avg_trade', 'auc', 'ic_time', 'rank_ic_time', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic',
            'task_metrics', 'to_score', 'holm', 'metrics_table', 'constant_baselines', 'lightgbm_baseline',
-           'symbol_means', 'Forecast', 'forecast', 'point_forecast', 'eval_frame', 'split_summary',
-           'baseline_predictions', 'evaluate_split', 'RunArtifacts', 'run_target_scale', 'load_run_artifacts',
-           'model_key', 'save_predictions', 'stored_predictions', 'run_predictions', 'ensemble_predictions',
-           'plot_metrics', 'save_figure', 'model_predictions_of', 'evaluate_run', 'walk_forward_table',
-           'walk_forward_summary', 'compact_table', 'verdict']
+           'symbol_means', 'funding_carry', 'Forecast', 'forecast', 'point_forecast', 'eval_frame', 'split_summary',
+           'label_horizon', 'baseline_predictions', 'evaluate_split', 'RunArtifacts', 'run_target_scale',
+           'load_run_artifacts', 'model_key', 'save_predictions', 'stored_predictions', 'run_predictions',
+           'ensemble_predictions', 'plot_metrics', 'save_figure', 'model_predictions_of', 'evaluate_run',
+           'walk_forward_table', 'walk_forward_summary', 'compact_table', 'verdict']
 
 # %% ../nbs/08_evaluate.ipynb #666734c8
+FUNDING_INPUTS = ('funding_bp', 'hours_to_funding', 'funding_interval_h')  # what funding_carry reads
 BARS_PER_DAY = 96  # 15-minute bars: the shortest bootstrap block is one day
 
 
@@ -410,6 +411,19 @@ def symbol_means(y_train: np.ndarray, train_symbols: np.ndarray, eval_symbols: n
     out = means.reindex(np.asarray(eval_symbols)).to_numpy()  # an unseen symbol: NaN
     return np.where(np.isfinite(out), out, np.nanmean(y, axis=0))
 
+# %% ../nbs/08_evaluate.ipynb #8956b073
+def funding_carry(
+    features: np.ndarray, feature_names, horizon: int, bar_hours: float = 24 / BARS_PER_DAY
+) -> np.ndarray:
+    "(n, 2) percent: minus / plus the last funding rate times the settlements within `horizon` bars (long, short)."
+    col = {name: np.asarray(features[:, list(feature_names).index(name)], np.float64) for name in FUNDING_INPUTS}
+    window = horizon * bar_hours  # hours the trade could stay open
+    due = col['hours_to_funding'] <= window
+    every = np.maximum(col['funding_interval_h'], 1.0)
+    settlements = np.where(due, np.floor((window - col['hours_to_funding']) / every) + 1, 0.0)
+    cost = col['funding_bp'] / 100 * settlements  # bp per settlement -> percent of notional over the horizon
+    return np.stack([-cost, cost], axis=1)
+
 # %% ../nbs/08_evaluate.ipynb #11b01c15
 class Forecast(NamedTuple):
     "A model's output split by meaning: the point forecast that decisions use, the median, the quantiles."
@@ -481,6 +495,11 @@ def split_summary(y: np.ndarray, pred: np.ndarray, task: str, quantiles=(0.1, 0.
     return out
 
 # %% ../nbs/08_evaluate.ipynb #1d4a7bd9
+def label_horizon(ds) -> int:
+    "The label horizon (bars) a dataset snapshot was indexed with (half a day if it records none)."
+    return int(ds.config.get('index', {}).get('prediction_horizon', BARS_PER_DAY // 2))
+
+
 def baseline_predictions(
     ds,
     train_ends,
@@ -493,7 +512,8 @@ def baseline_predictions(
     """Constant baselines, each symbol's training mean and LightGBM on the last bar's features, at `eval_ends`.
 
     With a `target_scale` (the one a TFT run learned) also `lightgbm_<scale>` and `symbol_mean_<scale>`: the same
-    fitted on the transformed targets and read back the same way, so the TFT meets them on its own target too."""
+    fitted on the transformed targets and read back the same way, so the TFT meets them on its own target too.
+    A regression dataset with the funding inputs also gets `funding_carry` (it learns nothing from training)."""
     ret_cols = [list(ds.label_names).index(c) for c in ('buy_return', 'sell_return')]
     train_ends = np.asarray(train_ends)[:: max(1, -(-len(train_ends) // max_train))]
     y_train = ds.labels[train_ends][:, ret_cols].astype(np.float64)
@@ -509,6 +529,8 @@ def baseline_predictions(
         preds[f'lightgbm_{target_scale}'] = ds.unscale(raw, eval_ends, target_scale)
         means = symbol_means(y_scaled, who[train_ends], who[eval_ends])
         preds[f'symbol_mean_{target_scale}'] = ds.unscale(means, eval_ends, target_scale)
+    if task == 'regression' and set(FUNDING_INPUTS) <= set(ds.feature_names):
+        preds['funding_carry'] = funding_carry(ds.features[eval_ends], ds.feature_names, label_horizon(ds))
     return preds
 
 
@@ -531,8 +553,7 @@ def evaluate_split(
     else:
         preds = {'model': np.asarray(model_pred)}
     preds = preds | baseline_predictions(ds, train_ends, eval_ends, task, seed=seed, target_scale=target_scale)
-    horizon = int(ds.config.get('index', {}).get('prediction_horizon', BARS_PER_DAY // 2))
-    kw.setdefault('block', bootstrap_block(horizon))
+    kw.setdefault('block', bootstrap_block(label_horizon(ds)))
     return metrics_table(eval_frame(ds, eval_ends), preds, task, n_boot=n_boot, seed=seed, **kw)
 
 # %% ../nbs/08_evaluate.ipynb #66239163
@@ -769,7 +790,7 @@ def walk_forward_table(cfg: Config, run_ids, runs_dir='runs', n_boot: int = 500,
             art.ds, art.ds.ends('train', fold), ends, art.task, seed=cfg.training.seed, target_scale=art.target_scale
         )
         task = art.task
-        block = bootstrap_block(int(art.ds.config.get('index', {}).get('prediction_horizon', BARS_PER_DAY // 2)))
+        block = bootstrap_block(label_horizon(art.ds))
         frame = eval_frame(art.ds, ends)
         t = metrics_table(frame, named, task, n_boot=n_boot, block=block, seed=cfg.training.seed)
         tables.append(t.assign(fold=str(fold), run_id='+'.join(members)))
@@ -798,6 +819,7 @@ PREDICTOR_ORDER = (
     'model_median',
     'lightgbm',
     'symbol_mean',
+    'funding_carry',
     'train_mean',
     'train_median',
     'zero',

@@ -147,7 +147,13 @@ def test_a_seed_ensemble_is_scored_on_the_mean_of_its_seed_runs_predictions(stud
 def test_a_rank_target_study_meets_lightgbm_on_its_own_target_too(tmp_path):
     "When the chosen TFT learns cross-sectional ranks, LightGBM on the same ranks is a reference in every table."
     out = tmp_path / 'out'
-    tiny = {**TINY, 'candidates': 'indicators-csrank,indicators-csrank-anon', 'n_boot': 20, 'out_dir': str(out)}
+    tiny = {
+        **TINY,
+        'candidates': 'indicators-csrank,indicators-csrank-anon',
+        'n_boot': 20,
+        'out_dir': str(out),
+        'funding': False,  # and without funding: labels of the trade outcome alone
+    }
     params = [a for k, v in tiny.items() for a in ('-p', k, str(v))]
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2', 'MPLBACKEND': 'Agg'}
     cmd = [sys.executable, '-m', 'papermill', '-k', 'python3', '--language', 'python', str(STUDY)]
@@ -173,6 +179,26 @@ def test_a_rank_target_study_meets_lightgbm_on_its_own_target_too(tmp_path):
     means = head[(head.metric == 'rank_ic_time') & head.predictor.isin(['symbol_mean', 'symbol_mean_rank'])]
     assert len(means) == 2 * 2 * 3  # both symbol means, both sides, folds 1, 2 and pooled
     assert np.isfinite(ic[['vs_symbol_mean_rank', 'vs_symbol_mean_rank_lo', 'vs_symbol_mean_rank_hi']].to_numpy()).all()
+    # funding=False: every label is the trade without funding, every funding input the default, no carry reference
+    from cryptotft.config import Config, to_ms
+    from cryptotft.dataset import load_dataset
+    from cryptotft.labels import expected_returns
+    from cryptotft.synthetic import synthetic_market
+
+    assert json.loads((out / 'study.json').read_text())['budget']['funding'] is False
+    ds = load_dataset(out / 'dataset-context.npz')
+    assert np.all(ds.features[:, ds.feature_names.index('funding_bp')] == 1.0)
+    assert 'funding-carry' not in choices.index  # constant funding inputs: no carry to rank by
+    candles, events = synthetic_market(TINY['symbols'].split(','), days=TINY['synthetic_days'], seed=42)
+    btc = candles[candles.symbol == 'BTCUSDT'].sort_values('timestamp').reset_index(drop=True)
+    mine = ds.symbol_id == list(ds.symbols).index('BTCUSDT')
+    got = ds.labels[mine][:, list(ds.label_names).index('buy_return')]
+    at = np.searchsorted(to_ms(btc['timestamp']), ds.timestamps[mine])  # the dataset's BTC rows among the candles
+    assert np.array_equal(to_ms(btc['timestamp'])[at], ds.timestamps[mine])
+    risk = Config().risk_profile
+    bare = expected_returns(btc, risk, TINY['horizon'], None, '15')['buy_return'].to_numpy()[at]
+    paid = expected_returns(btc, risk, TINY['horizon'], events[events.symbol == 'BTCUSDT'], '15')['buy_return']
+    assert np.allclose(got, bare, equal_nan=True) and not np.allclose(got, paid.to_numpy()[at], equal_nan=True)
 
 
 def test_the_symbol_mean_reference_is_each_symbols_training_mean_scored_on_validation(study):
@@ -195,3 +221,31 @@ def test_the_symbol_mean_reference_is_each_symbols_training_mean_scored_on_valid
             choices.loc[name, ['val_rank_ic_buy', 'val_rank_ic_sell']].to_numpy(float), panel_rank_ic(frame, pred)
         )
         assert choices.loc[name, 'inputs'] == 0
+
+
+def test_the_funding_carry_reference_is_the_last_rate_times_the_settlements_due(study):
+    "The `funding-carry` row: the funding a long pays (a short receives) over the horizon, counted here bar by bar."
+    from cryptotft.dataset import load_dataset
+    from cryptotft.evaluate import eval_frame, panel_rank_ic
+
+    _, out = study
+    choices = pd.read_csv(out / 'choices.csv').set_index('configuration')
+    assert 'funding-carry' in choices.index and 'lightgbm-indicators' in choices.index
+    assert not any(c.startswith('funding-carry-') for c in choices.index)  # only the context inputs hold funding
+    ds = load_dataset(out / 'dataset-context.npz')
+    val = ds.ends('val', 1)
+    col = {n: ds.features[val, ds.feature_names.index(n)].astype(float) for n in ('funding_bp', 'hours_to_funding')}
+    every = ds.features[val, ds.feature_names.index('funding_interval_h')].astype(float)
+    window_h = TINY['horizon'] * 0.25  # 15-minute bars
+    settlements = np.zeros(len(val))
+    for i in range(len(val)):  # settlements at hours_to_funding, + every, + 2 every, ... up to the window's end
+        t = col['hours_to_funding'][i]
+        while t <= window_h:
+            settlements[i] += 1
+            t += every[i]
+    cost = col['funding_bp'] / 100 * settlements
+    assert settlements.max() >= 1  # a 4-hour window of 8-hourly settlements: some bars see one
+    pred = np.stack([-cost, cost], axis=1)
+    got = choices.loc['funding-carry', ['val_rank_ic_buy', 'val_rank_ic_sell']].to_numpy(float)
+    assert np.allclose(got, panel_rank_ic(eval_frame(ds, val), pred), equal_nan=True)
+    assert choices.loc['funding-carry', 'inputs'] == 3
