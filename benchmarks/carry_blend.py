@@ -36,17 +36,13 @@ from cryptotft.evaluate import (
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, np.inf)  # carry weight in standard deviations; inf: the carry alone
 
 
-def components(outcome: Path, funded_ds, k: int, ends: np.ndarray) -> dict:
+def components(outcome: Path, study: dict, ds, funded_ds, k: int, ends: np.ndarray) -> dict:
     "(n, 2) forecasts of fold k at `ends`: the outcome study's chosen TFT, LightGBM on outcome ranks, the carry."
-    study = json.loads((outcome / 'study.json').read_text())
-    chosen = study['chosen']
-    feat = 'indicators' if chosen.startswith('indicators') else 'context'
-    runs = [outcome / 'runs' / f'study-{chosen}-f{k}']
-    if study.get('chosen_seeds', 1) > 1:
-        runs += [outcome / 'runs' / f'study-{chosen}-s{s}-f{k}' for s in range(43, 42 + study['chosen_seeds'])]
+    chosen, seed = study['chosen'], study['budget']['seed']
+    runs = [outcome / 'runs' / f'study-{chosen}-f{k}']  # the study's run ids: its seed, then seed + 1, ...
+    runs += [outcome / 'runs' / f'study-{chosen}-s{s}-f{k}' for s in range(seed + 1, seed + study['chosen_seeds'])]
     out = {'tft': forecast(ensemble_predictions(runs, ends)).point}
-    ds = load_dataset(outcome / f'dataset-{feat}.npz')
-    refs = baseline_predictions(ds, ds.ends('train', k), ends, seed=42, target_scale='rank')
+    refs = baseline_predictions(ds, ds.ends('train', k), ends, seed=seed, target_scale='rank')
     out['lightgbm_rank'] = refs['lightgbm_rank']
     out['carry'] = funding_carry(funded_ds.features[ends], funded_ds.feature_names, label_horizon(funded_ds))
     return out
@@ -65,6 +61,9 @@ def main(outcome: Path, funded: Path):
     ods = load_dataset(outcome / 'dataset-context.npz')
     if not (np.array_equal(fds.timestamps, ods.timestamps) and np.array_equal(fds.symbol_id, ods.symbol_id)):
         raise SystemExit('the two studies hold different rows: same data, symbols and dates are needed')
+    study = json.loads((outcome / 'study.json').read_text())
+    feat = 'indicators' if study['chosen'].startswith('indicators') else 'context'
+    chosen_ds = ods if feat == 'context' else load_dataset(outcome / f'dataset-{feat}.npz')  # what its TFT read
     folds = [k for k in fds.folds if k > 0]
     parts = {}
     for k in folds:
@@ -72,7 +71,7 @@ def main(outcome: Path, funded: Path):
         if not (np.array_equal(val, ods.ends('val', k)) and np.array_equal(test, ods.ends('test', k))):
             raise SystemExit(f'fold {k} has other splits in the two studies')
         both = np.r_[val, test]
-        comp = components(outcome, fds, k, both)
+        comp = components(outcome, study, chosen_ds, fds, k, both)
         parts[k] = {name: (p[: len(val)], p[len(val) :]) for name, p in comp.items()} | {'val': val, 'test': test}
     # one weight per model, chosen on fold 1's validation against the labels with funding
     first = folds[0]
@@ -87,10 +86,9 @@ def main(outcome: Path, funded: Path):
     tried = pd.DataFrame(rows)
     for name, g in tried.groupby('model'):
         choice[name] = float(g.loc[g.val_mean.idxmax(), 'weight'])
-    carry_val = panel_rank_ic(val_frame, parts[first]['carry'][0])
-    print('Fold 1 validation (labels with funding), rank IC of each blend:')
+    print('Fold 1 validation (labels with funding), rank IC of each blend (weight inf: the carry alone):')
     print(tried.round(4).to_string(index=False))
-    print(f'carry alone: buy {carry_val[0]:.4f} sell {carry_val[1]:.4f}; chosen weights: {choice}\n')
+    print(f'chosen weights: {choice}\n')
     # test: every fold with the fold-1 weight, each component scaled by its own fold's validation spread
     tests = []
     for k in folds:
