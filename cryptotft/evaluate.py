@@ -22,21 +22,23 @@ from .labels import SIDES
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'FUNDING_INPUTS', 'BARS_PER_DAY', 'accuracy', 'win_rate', 'REGRESSION_METRICS', 'CLASSIFICATION_METRICS',
-           'TRADE_METRICS', 'IC_METRICS', 'LOWER_IS_BETTER', 'NO_SKILL', 'DECISION_ONLY', 'FLAGGED', 'LIGHTGBM_PARAMS',
-           'HEADLINE', 'PREDICTOR_ORDER', 'bootstrap_block', 'block_bootstrap_indices', 'bootstrap_weights',
-           'SideSample', 'panel_index', 'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy', 'precision', 'recall',
-           'f1', 'avg_trade', 'auc', 'ic_time', 'rank_ic_time', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic',
-           'task_metrics', 'to_score', 'holm', 'metrics_table', 'constant_baselines', 'lightgbm_baseline',
-           'symbol_means', 'funding_carry', 'Forecast', 'forecast', 'point_forecast', 'eval_frame', 'split_summary',
-           'label_horizon', 'baseline_predictions', 'evaluate_split', 'RunArtifacts', 'run_target_scale',
-           'load_run_artifacts', 'model_key', 'save_predictions', 'stored_predictions', 'run_predictions',
-           'ensemble_predictions', 'plot_metrics', 'save_figure', 'model_predictions_of', 'evaluate_run',
-           'walk_forward_table', 'walk_forward_summary', 'compact_table', 'verdict']
+__all__ = ['log', 'FUNDING_INPUTS', 'BARS_PER_DAY', 'TIE_PCT', 'accuracy', 'win_rate', 'REGRESSION_METRICS',
+           'CLASSIFICATION_METRICS', 'TRADE_METRICS', 'IC_METRICS', 'LOWER_IS_BETTER', 'NO_SKILL', 'DECISION_ONLY',
+           'FLAGGED', 'LIGHTGBM_PARAMS', 'HEADLINE', 'PREDICTOR_ORDER', 'bootstrap_block', 'block_bootstrap_indices',
+           'bootstrap_weights', 'SideSample', 'panel_index', 'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy',
+           'precision', 'recall', 'f1', 'avg_trade', 'auc', 'tied_ranks', 'ic_time', 'rank_ic_time',
+           'rank_ic_time_tied', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic', 'task_metrics', 'to_score', 'holm',
+           'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'symbol_means', 'funding_carry', 'Forecast',
+           'forecast', 'point_forecast', 'eval_frame', 'split_summary', 'label_horizon', 'baseline_predictions',
+           'evaluate_split', 'RunArtifacts', 'run_target_scale', 'load_run_artifacts', 'model_key', 'save_predictions',
+           'stored_predictions', 'run_predictions', 'ensemble_predictions', 'plot_metrics', 'save_figure',
+           'model_predictions_of', 'evaluate_run', 'walk_forward_table', 'walk_forward_summary', 'compact_table',
+           'verdict']
 
 # %% ../nbs/08_evaluate.ipynb #666734c8
 FUNDING_INPUTS = ('funding_bp', 'hours_to_funding', 'funding_interval_h')  # what funding_carry reads
 BARS_PER_DAY = 96  # 15-minute bars: the shortest bootstrap block is one day
+TIE_PCT = 0.05  # realised returns (percent) within 5 bp of each other are one tie in `rank_ic_time_tied`
 
 
 def bootstrap_block(horizon: int, bars_per_day: int = BARS_PER_DAY) -> int:
@@ -201,12 +203,36 @@ def _ranks(X, axis):
     return pd.DataFrame(X).rank(axis=axis).to_numpy()
 
 
+def tied_ranks(X, tol: float) -> np.ndarray:
+    """Average ranks along each row of X where values within `tol` of their neighbour in sorted order
+    share one rank (a chain of close values is one tie); NaN stays NaN. With `tol` 0 these are the usual
+    average ranks."""
+    order = np.argsort(X, axis=1)  # NaN last
+    xs = np.take_along_axis(X, order, 1)
+    pos = np.broadcast_to(np.arange(X.shape[1]), X.shape)
+    first = np.ones(X.shape, bool)  # a value that opens a new group of ties
+    first[:, 1:] = ~(np.diff(xs, axis=1) <= tol)
+    last = np.ones(X.shape, bool)  # a value that closes its group
+    last[:, :-1] = first[:, 1:]
+    start = np.maximum.accumulate(np.where(first, pos, 0), axis=1)
+    end = np.flip(np.minimum.accumulate(np.flip(np.where(last, pos, X.shape[1]), 1), axis=1), 1)
+    ranks = np.where(np.isfinite(xs), (start + end) / 2 + 1, np.nan)
+    out = np.empty(X.shape)
+    np.put_along_axis(out, order, ranks, 1)
+    return out
+
+
 def ic_time(W, s):
     return _ic_time(W, _panel(s, s.p), _panel(s, s.y))
 
 
 def rank_ic_time(W, s):
     return _ic_time(W, _ranks(_panel(s, s.p), 1), _ranks(_panel(s, s.y), 1))
+
+
+def rank_ic_time_tied(W, s):
+    "`rank_ic_time` with realised returns within `TIE_PCT` of each other counted as ties (`tied_ranks`)."
+    return _ic_time(W, _ranks(_panel(s, s.p), 1), tied_ranks(_panel(s, s.y), TIE_PCT))
 
 
 def ic_symbol(W, s):
@@ -217,15 +243,16 @@ def rank_ic_symbol(W, s):
     return _ic_symbol(W, _ranks(_panel(s, s.p), 0), _ranks(_panel(s, s.y), 0))
 
 # %% ../nbs/08_evaluate.ipynb #96458591
-def panel_rank_ic(frame: pd.DataFrame, point) -> list[float]:
-    "Rank IC per timestamp across symbols of (n, 2) scores against the frame's realised returns: one per side."
+def panel_rank_ic(frame: pd.DataFrame, point, tied: bool = False) -> list[float]:
+    """Rank IC per timestamp across symbols of (n, 2) scores against the frame's realised returns: one per side
+    (`tied`: returns within `TIE_PCT` are ties, `rank_ic_time_tied`)."""
     row, col, n_rows, n_cols = panel_index(frame['timestamp'], frame['symbol'])
     one = np.ones((1, n_rows))
     point = np.asarray(point, np.float64)
     out = []
     for k, side in enumerate(SIDES):
         s = side_sample(frame[f'{side}_return'], point[:, k], row, col, n_rows, n_cols)
-        out.append(float(rank_ic_time(one, s)[0]))
+        out.append(float((rank_ic_time_tied if tied else rank_ic_time)(one, s)[0]))
     return out
 
 # %% ../nbs/08_evaluate.ipynb #7c052ab7
@@ -235,6 +262,7 @@ TRADE_METRICS = {'win_rate': win_rate, 'avg_trade': avg_trade}
 IC_METRICS = {
     'ic_time': ic_time,
     'rank_ic_time': rank_ic_time,
+    'rank_ic_time_tied': rank_ic_time_tied,
     'ic_symbol': ic_symbol,
     'rank_ic_symbol': rank_ic_symbol,
 }
@@ -244,6 +272,7 @@ NO_SKILL = {
     'avg_trade': 0.0,
     'ic_time': 0.0,
     'rank_ic_time': 0.0,
+    'rank_ic_time_tied': 0.0,
     'ic_symbol': 0.0,
     'rank_ic_symbol': 0.0,
 }

@@ -73,15 +73,16 @@ def test_study_runs_end_to_end_on_the_synthetic_market_and_says_so(study):
 def test_headline_has_per_fold_and_pooled_rank_ic_of_the_tft_and_lightgbm_on_both_sides(study):
     _, out = study
     head = pd.read_csv(out / 'headline.csv', dtype={'fold': str})
-    ic = head[head.metric == 'rank_ic_time']
-    for predictor in ('model', 'lightgbm'):
-        for side in ('buy', 'sell'):
-            rows = ic[(ic.predictor == predictor) & (ic.side == side)]
-            assert sorted(rows.fold) == ['1', '2', 'pooled']
-            assert np.isfinite(rows[['value', 'lo', 'hi']].to_numpy()).all()
-            assert (rows.lo <= rows.hi).all()
-    tft = ic[ic.predictor == 'model']
-    assert np.isfinite(tft[['vs_lightgbm', 'vs_lightgbm_lo', 'vs_lightgbm_hi']].to_numpy()).all()  # paired difference
+    for metric in ('rank_ic_time_tied', 'rank_ic_time'):  # outcomes within 5 bp tied (the goal's), and exact
+        ic = head[head.metric == metric]
+        for predictor in ('model', 'lightgbm'):
+            for side in ('buy', 'sell'):
+                rows = ic[(ic.predictor == predictor) & (ic.side == side)]
+                assert sorted(rows.fold) == ['1', '2', 'pooled']
+                assert np.isfinite(rows[['value', 'lo', 'hi']].to_numpy()).all()
+                assert (rows.lo <= rows.hi).all()
+        tft = ic[ic.predictor == 'model']
+        assert np.isfinite(tft[['vs_lightgbm', 'vs_lightgbm_lo', 'vs_lightgbm_hi']].to_numpy()).all()  # paired
     mae = head[head.metric == 'mae']
     assert {'model', 'lightgbm', 'zero', 'train_mean', 'train_median'} <= set(mae.predictor)
     money = head[head.metric == 'backtest_total_return']
@@ -108,6 +109,7 @@ def test_choice_table_records_every_configuration_and_the_walk_forward_uses_the_
         'indicators-x2': 2,
     }
     assert np.isfinite(tft[['val_rank_ic_buy', 'val_rank_ic_sell', 'val_rank_ic']].to_numpy()).all()
+    assert np.isfinite(tft[['val_rank_ic_tied_buy', 'val_rank_ic_tied_sell', 'val_rank_ic_tied']].to_numpy()).all()
     options = tft.set_index('configuration')[['checkpoint_metric', 'target_scale']]
     assert options.loc['indicators'].tolist() == ['loss', 'none']
     assert options.loc['indicators-vol-rank-ic'].tolist() == ['rank_ic', 'volatility']
@@ -115,8 +117,9 @@ def test_choice_table_records_every_configuration_and_the_walk_forward_uses_the_
     ranked = tft.set_index('configuration').loc['indicators-vol-rank-ic']
     assert ranked.best_epoch == 1 and np.isfinite(float(ranked.val_rank_ic_per_epoch))  # one epoch, its rank IC
     assert choices.chosen.sum() == 1
-    chosen = tft.loc[tft.val_rank_ic.idxmax(), 'configuration']
+    chosen = tft.loc[tft.val_rank_ic_tied.idxmax(), 'configuration']  # the default score: outcomes within 5 bp tie
     assert choices.loc[choices.chosen, 'configuration'].item() == chosen  # the best validation score, nothing else
+    assert json.loads((out / 'study.json').read_text())['budget']['tied'] is True
     references = {'lightgbm-indicators', 'lightgbm-context', 'lightgbm-indicators-csrank', 'lightgbm-context-csrank'}
     assert references | {'symbol-mean', 'symbol-mean-csrank'} <= set(choices.configuration)
     metrics = pd.read_csv(out / 'metrics.csv', dtype={'fold': str})
@@ -142,6 +145,8 @@ def test_a_seed_ensemble_is_scored_on_the_mean_of_its_seed_runs_predictions(stud
     pred = np.mean([stored_predictions(m, ends) for m in members], axis=0)
     ic = panel_rank_ic(eval_frame(ds, ends), forecast(pred).point)
     assert np.allclose([row.val_rank_ic_buy, row.val_rank_ic_sell], ic)
+    tied = panel_rank_ic(eval_frame(ds, ends), forecast(pred).point, tied=True)
+    assert np.allclose([row.val_rank_ic_tied_buy, row.val_rank_ic_tied_sell], tied)
 
 
 def test_a_rank_target_study_meets_lightgbm_on_its_own_target_too(tmp_path):
@@ -153,6 +158,7 @@ def test_a_rank_target_study_meets_lightgbm_on_its_own_target_too(tmp_path):
         'n_boot': 20,
         'out_dir': str(out),
         'funding': False,  # and without funding: labels of the trade outcome alone
+        'tied': False,  # and exact ranks: the choice and the goal read `rank_ic_time`
     }
     params = [a for k, v in tiny.items() for a in ('-p', k, str(v))]
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2', 'MPLBACKEND': 'Agg'}
@@ -186,6 +192,7 @@ def test_a_rank_target_study_meets_lightgbm_on_its_own_target_too(tmp_path):
     from cryptotft.synthetic import synthetic_market
 
     assert json.loads((out / 'study.json').read_text())['budget']['funding'] is False
+    assert json.loads((out / 'study.json').read_text())['budget']['tied'] is False
     ds = load_dataset(out / 'dataset-context.npz')
     assert np.all(ds.features[:, ds.feature_names.index('funding_bp')] == 1.0)
     assert 'funding-carry' not in choices.index  # constant funding inputs: no carry to rank by
@@ -248,4 +255,6 @@ def test_the_funding_carry_reference_is_the_last_rate_times_the_settlements_due(
     pred = np.stack([-cost, cost], axis=1)
     got = choices.loc['funding-carry', ['val_rank_ic_buy', 'val_rank_ic_sell']].to_numpy(float)
     assert np.allclose(got, panel_rank_ic(eval_frame(ds, val), pred), equal_nan=True)
+    got = choices.loc['funding-carry', ['val_rank_ic_tied_buy', 'val_rank_ic_tied_sell']].to_numpy(float)
+    assert np.allclose(got, panel_rank_ic(eval_frame(ds, val), pred, tied=True), equal_nan=True)
     assert choices.loc['funding-carry', 'inputs'] == 3
