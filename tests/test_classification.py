@@ -30,7 +30,7 @@ def test_classification_run_scores_probabilities_next_to_baselines(cls_run):
     assert (ok.lo <= ok.value + 1e-12).all() and (ok.value <= ok.hi + 1e-12).all(), model[
         ['metric', 'value', 'lo', 'hi']
     ]
-    assert set(model.metric[model.lo.isna()]) <= {'ic_time', 'rank_ic_time'}, model[
+    assert set(model.metric[model.lo.isna()]) <= {'ic_time', 'rank_ic_time', 'rank_ic_time_tied'}, model[
         model.lo.isna()
     ]  # 2 symbols: no cross-section
 
