@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from _blend import blend  # the script's folder
 from cryptotft.dataset import load_dataset
 from cryptotft.evaluate import (
     baseline_predictions,
@@ -46,13 +47,6 @@ def components(outcome: Path, study: dict, ds, funded_ds, k: int, ends: np.ndarr
     out['lightgbm_rank'] = refs['lightgbm_rank']
     out['carry'] = funding_carry(funded_ds.features[ends], funded_ds.feature_names, label_horizon(funded_ds))
     return out
-
-
-def blend(model, carry, model_sd, carry_sd, w):
-    "z(model) + w z(carry), per side, with validation standard deviations (w = inf: the carry alone)."
-    if np.isinf(w):
-        return carry / carry_sd
-    return model / model_sd + w * carry / carry_sd
 
 
 def main(outcome: Path, funded: Path):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from _blend import blend  # the script's folder
 from cryptotft.dataset import load_dataset
 from cryptotft.evaluate import (
     baseline_predictions,
@@ -50,13 +51,6 @@ def components(out: Path, study: dict, ds, k: int, ends: np.ndarray, scale: str)
         'lightgbm': refs[f'lightgbm{suffix}'],
         'prior': refs[f'symbol_mean{suffix}'],
     }
-
-
-def blend(model, prior, model_sd, prior_sd, w):
-    "z(model) + w z(prior), per side, with validation standard deviations (w = inf: the prior alone)."
-    if np.isinf(w):
-        return prior / prior_sd
-    return model / model_sd + w * prior / prior_sd
 
 
 def main(out: Path, n_boot: int):
