@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _blend import blend  # the script's folder
+from _blend import blend, chosen_runs  # the script's folder
 from cryptotft.dataset import load_dataset
 from cryptotft.evaluate import (
     baseline_predictions,
@@ -39,9 +39,8 @@ WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, np.inf)  # carry weight in standa
 
 def components(outcome: Path, study: dict, ds, funded_ds, k: int, ends: np.ndarray) -> dict:
     "(n, 2) forecasts of fold k at `ends`: the outcome study's chosen TFT, LightGBM on outcome ranks, the carry."
-    chosen, seed = study['chosen'], study['budget']['seed']
-    runs = [outcome / 'runs' / f'study-{chosen}-f{k}']  # the study's run ids: its seed, then seed + 1, ...
-    runs += [outcome / 'runs' / f'study-{chosen}-s{s}-f{k}' for s in range(seed + 1, seed + study['chosen_seeds'])]
+    seed = study['budget']['seed']
+    runs = chosen_runs(outcome, study, k)
     out = {'tft': forecast(ensemble_predictions(runs, ends)).point}
     refs = baseline_predictions(ds, ds.ends('train', k), ends, seed=seed, target_scale='rank')
     out['lightgbm_rank'] = refs['lightgbm_rank']

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _blend import blend  # the script's folder
+from _blend import blend, chosen_runs  # the script's folder
 from cryptotft.dataset import load_dataset
 from cryptotft.evaluate import (
     baseline_predictions,
@@ -41,9 +41,8 @@ METRIC = 'rank_ic_time_tied'
 
 def components(out: Path, study: dict, ds, k: int, ends: np.ndarray, scale: str) -> dict:
     "(n, 2) forecasts of fold k at `ends`: the chosen TFT, LightGBM on its target, the symbol mean of its target."
-    chosen, seed = study['chosen'], study['budget']['seed']
-    runs = [out / 'runs' / f'study-{chosen}-f{k}']  # the study's run ids: its seed, then seed + 1, ...
-    runs += [out / 'runs' / f'study-{chosen}-s{s}-f{k}' for s in range(seed + 1, seed + study['chosen_seeds'])]
+    seed = study['budget']['seed']
+    runs = chosen_runs(out, study, k)
     refs = baseline_predictions(ds, ds.ends('train', k), ends, seed=seed, target_scale=scale)
     suffix = '' if scale == 'none' else f'_{scale}'
     return {
@@ -56,9 +55,8 @@ def components(out: Path, study: dict, ds, k: int, ends: np.ndarray, scale: str)
 def main(out: Path, n_boot: int):
     t0 = time.perf_counter()
     study = json.loads((out / 'study.json').read_text())
-    chosen = study['chosen'].split('-x')[0]
-    ds = load_dataset(out / f"dataset-{'indicators' if chosen.startswith('indicators') else 'context'}.npz")
-    run_json = json.loads((out / 'runs' / f"study-{study['chosen']}-f1" / 'run.json').read_text())
+    ds = load_dataset(out / f"dataset-{'indicators' if study['chosen'].startswith('indicators') else 'context'}.npz")
+    run_json = json.loads((chosen_runs(out, study, 1)[0] / 'run.json').read_text())
     scale = run_json['config']['training']['target_scale']
     folds = [k for k in ds.folds if k > 0]
     parts = {}
