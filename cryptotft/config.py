@@ -214,6 +214,7 @@ class ModelConfig:
     variable_selection: str = 'auto'  # 'fast' (hand-written gradients, CPU) | 'plain' (autodiff) | 'auto'
     huber_delta: float = 10.0  # percent; beyond any label's error, so the mean head is fit like MSE
     symbol_embedding: bool = True  # the symbol's id is the static input; False: one static context for all
+    symbol_prior: bool = False  # regression: the symbol's training-mean target added to the outputs; learn the rest
 
 # %% ../nbs/00_config.ipynb #3d346574
 TARGET_SCALES = ('none', 'volatility', 'rank')  # training.target_scale: what the model learns instead of raw returns

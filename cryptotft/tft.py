@@ -8,8 +8,8 @@ Docs: https://cryptotft.github.io/cryptotft/tft.html.md"""
 __all__ = ['TASKS', 'register', 'fast_variable_selection', 'TFTConfig', 'Block', 'HashDropout', 'gate', 'GatedLinearUnit',
            'GatedResidualNetwork', 'plain_affine', 'plain_gated_norm_sum', 'VariableGRNs', 'VariableSelection',
            'StaticCovariateEncoder', 'InterpretableMultiHeadAttention', 'GatedSkip', 'monotone_quantiles',
-           'TemporalFusionTransformer', 'build_tft', 'QuantileLoss', 'ReturnLoss', 'quantile_loss', 'prediction_loss',
-           'feature_importance', 'attention_profile']
+           'TemporalFusionTransformer', 'build_tft', 'tft_layer', 'set_symbol_prior', 'QuantileLoss', 'ReturnLoss',
+           'quantile_loss', 'prediction_loss', 'feature_importance', 'attention_profile']
 
 # %% ../nbs/06_tft.ipynb #03ccf8df
 import math
@@ -63,6 +63,7 @@ class TFTConfig:
     fast_variable_selection: bool = True  # hand-written VSN gradients (CPU); False: plain formulas + autodiff
     huber_delta: float = 10.0  # percent: beyond any label's error (stop ~1.2 %, last TP 5.8 %): the mean
     symbol_embedding: bool = True  # False: every symbol gets one shared static context (rank by inputs alone)
+    symbol_prior: bool = False  # each symbol's training-mean target added to its outputs: the network learns the rest
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -75,6 +76,8 @@ class TFTConfig:
             raise ConfigError(f"quantiles must be strictly increasing, not {self.quantiles}.")
         if self.mean_loss_weight < 0 or self.quantile_loss_weight < 0 or self.huber_delta <= 0:
             raise ConfigError("mean_loss_weight and quantile_loss_weight must be >= 0 and huber_delta > 0.")
+        if self.symbol_prior and self.task != 'regression':
+            raise ConfigError("symbol_prior adds a mean return to the outputs: it needs task 'regression'.")
         object.__setattr__(self, 'quantiles', tuple(float(q) for q in self.quantiles))
 
     @classmethod
@@ -497,11 +500,15 @@ class TemporalFusionTransformer(keras.layers.Layer):
         self.head = keras.layers.Dense(tc.n_targets * tc.n_outputs, dtype='float32')  # float32 under a bf16 policy
 
     def build(self, input_shape):
-        pass  # the blocks build themselves on the first (symbolic) call
+        # the blocks build themselves on the first (symbolic) call; the prior is a table set by `set_symbol_prior`
+        if self.tcfg.symbol_prior:
+            shape = (self.tcfg.n_symbols, self.tcfg.n_targets)
+            self.prior = self.add_weight(shape=shape, initializer='zeros', trainable=False, name='symbol_prior')
 
     def call(self, inputs, training=None):
         tc = self.tcfg
         x, symbol = inputs['features'], inputs['symbol']  # (B, T, F), (B,)
+        who = symbol  # the prior reads the name even when the network does not
         if not tc.symbol_embedding:
             symbol = ops.zeros_like(symbol)  # who the symbol is stays unknown: one learned static context
         c_select, c_enrich, c_h, c_c = self.static_encoder(symbol, training=training)  # 4 x (B, d)
@@ -523,6 +530,8 @@ class TemporalFusionTransformer(keras.layers.Layer):
             prediction = ops.concatenate([raw[..., :1], quantiles], axis=-1)  # (B, 2, 1 + Q): mean, quantiles
         else:
             prediction = ops.reshape(out, (-1, tc.n_targets, len(tc.quantiles)))  # (B, 2, Q): an old run
+        if tc.symbol_prior:  # every output of a side moves by the symbol's prior: the quantiles stay in order
+            prediction = prediction + ops.expand_dims(ops.take(ops.cast(self.prior, prediction.dtype), who, axis=0), -1)
         return {
             'prediction': prediction,
             'attention': ops.cast(attention, 'float32'),
@@ -540,6 +549,29 @@ def build_tft(tcfg: TFTConfig) -> keras.Model:
         'symbol': keras.Input((), dtype='int32', name='symbol'),
     }
     return keras.Model(inputs, TemporalFusionTransformer(tcfg, name='tft')(inputs), name='tft_model')
+
+
+def tft_layer(model: keras.Model) -> TemporalFusionTransformer:
+    "The `TemporalFusionTransformer` inside `model` (a `build_tft` model, or one that wraps it)."
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, TemporalFusionTransformer):
+            return layer
+        stack.extend(getattr(layer, 'layers', []))  # a nested model
+    raise ValueError(f"model {model.name!r} holds no TemporalFusionTransformer")
+
+
+def set_symbol_prior(model: keras.Model, prior) -> np.ndarray:
+    "Set the (n_symbols, n_targets) prior of a `symbol_prior` TFT in `model`, in the units it learns; returns it."
+    tft = tft_layer(model)
+    if not tft.tcfg.symbol_prior:
+        raise ConfigError("this TFT has no symbol prior: build it with symbol_prior=True")
+    prior = np.asarray(prior, np.float32)
+    if prior.shape != tuple(tft.prior.shape) or not np.isfinite(prior).all():
+        raise ValueError(f"a symbol prior is {tuple(tft.prior.shape)} finite numbers, not {prior.shape}")
+    tft.prior.assign(prior)
+    return prior
 
 # %% ../nbs/06_tft.ipynb #ab188b49
 @register

@@ -45,16 +45,16 @@ from cryptotft.dataset import (
     split_table,
     window_rows,
 )
-from .evaluate import eval_frame, forecast, panel_rank_ic, save_predictions, split_summary
-from .tft import TFTConfig, build_tft, feature_importance, prediction_loss
+from .evaluate import eval_frame, forecast, panel_rank_ic, save_predictions, split_summary, symbol_means
+from .tft import TFTConfig, build_tft, feature_importance, prediction_loss, set_symbol_prior
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'XLA_MIN_STEPS', 'dataset_tensors', 'window_pipeline', 'Standardize', 'precision_policy', 'build_model',
            'predict_windows', 'training_figure', 'LivePlot', 'RankICCheckpoint', 'fit_validation_ends', 'val_stride',
-           'TrainResult', 'steps_per_execution', 'in_target_units', 'training_strategy', 'train', 'train_walk_forward',
-           'load_run']
+           'TrainResult', 'steps_per_execution', 'in_target_units', 'training_prior', 'training_strategy', 'train',
+           'train_walk_forward', 'load_run']
 
 # %% ../nbs/07_train.ipynb #12caf022
 def dataset_tensors(ds: Dataset, task: str, scale: str = 'none'):
@@ -509,6 +509,13 @@ def in_target_units(tcfg: TFTConfig, target_scale: str = 'none') -> TFTConfig:
         return tcfg
     return replace(tcfg, huber_delta=tcfg.huber_delta / VOLATILITY_FLOOR_PCT)
 
+# %% ../nbs/07_train.ipynb #3fef2d3f
+def training_prior(ds: Dataset, train_ends, task: str = 'regression', target_scale: str = 'none') -> np.ndarray:
+    "(n_symbols, 2) float32: each symbol's mean target over the training windows `train_ends` (unseen: all of them)."
+    ends = np.asarray(train_ends)
+    y = ds.targets(task, target_scale)[ends]
+    return symbol_means(y, ds.symbol_id[ends], np.arange(len(ds.symbols))).astype(np.float32)
+
 # %% ../nbs/07_train.ipynb #68bd3af5
 def training_strategy(data_parallel: bool = False):
     "MirroredStrategy over all GPUs (else all logical CPUs) when `data_parallel`, else the default strategy."
@@ -569,8 +576,12 @@ def train(
     with training_strategy(cfg.training.data_parallel).scope():
         model = build_model(tcfg, scaler, policy)
         _compile(model, tcfg, cfg, math.ceil(len(train_ends) / bs))
+    prior = None
+    if tcfg.symbol_prior:  # the training windows' mean target per symbol, in the units the model learns
+        prior = set_symbol_prior(model, training_prior(ds, train_ends, task, cfg.training.target_scale))
     _snapshot(ds, run_dir)
     rec = _run_record(run_id, task, fold, cfg, ds, tcfg, scaler, policy, {}, 'running')
+    rec['symbol_prior'] = None if prior is None else dict(zip(ds.symbols, prior.round(6).tolist()))
     _write_record(run_dir, rec, db)
     if db is not None:
         db.upsert('training_sequences', split_table(ds, run_id))
