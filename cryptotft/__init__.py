@@ -28,4 +28,12 @@ import os as _os
 # must be chosen before TensorFlow makes its first tensor, so here; a value the user set is kept.
 _os.environ.setdefault('TF_CPU_ALLOCATOR_USE_BFC', 'true')
 
+# XLA's CPU backend prefers 256-bit vectors by default (it spares older Intel CPUs the AVX-512 clock penalty).
+# 512-bit code trains the TFT 16% faster at d_model 128 and 0-6% faster at 32 on a 2-core AMD EPYC Zen 4 host
+# (README, Measured); a CPU without AVX-512 keeps its widest vectors. XLA reads its flags at its first
+# compile, so here; a width the user set in XLA_FLAGS is kept, and so are the user's other flags.
+_xla_flags = _os.environ.get('XLA_FLAGS', '')
+if '--xla_cpu_prefer_vector_width' not in _xla_flags:
+    _os.environ['XLA_FLAGS'] = f'{_xla_flags} --xla_cpu_prefer_vector_width=512'.strip()
+
 __version__ = "0.1.0"

@@ -306,3 +306,33 @@ def test_importing_cryptotft_selects_the_bfc_cpu_allocator_unless_the_user_chose
     if expected == 'true':
         # only the BFC allocator keeps memory stats on every host (some hosts' default allocator keeps them too)
         assert stats == 'stats'
+
+
+XLA_FLAGS_SCRIPT = """
+import os
+os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
+import cryptotft
+import tensorflow as tf
+f = tf.function(lambda x: tf.reduce_sum(tf.nn.elu(x) * 2.0), jit_compile=True)  # XLA aborts on an unknown flag
+print(float(f(tf.ones((64, 64)))))
+print(os.environ['XLA_FLAGS'])
+"""
+
+
+@pytest.mark.parametrize(
+    'user_flags, expected',
+    [
+        (None, '--xla_cpu_prefer_vector_width=512'),
+        ('--xla_cpu_enable_fast_math=false', '--xla_cpu_enable_fast_math=false --xla_cpu_prefer_vector_width=512'),
+        ('--xla_cpu_prefer_vector_width=256', '--xla_cpu_prefer_vector_width=256'),
+    ],
+)
+def test_importing_cryptotft_prefers_512_bit_xla_cpu_vectors_unless_the_user_chose(user_flags, expected):
+    env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+    if user_flags is not None:
+        env['XLA_FLAGS'] = user_flags
+    res = subprocess.run([sys.executable, '-c', XLA_FLAGS_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]  # the flag exists in this TensorFlow's XLA
+    lines = res.stdout.strip().splitlines()
+    assert float(lines[-2]) == 8192.0  # elu(1) * 2 over 64 x 64 ones: the compiled function ran
+    assert lines[-1] == expected  # added after the user's flags; a width the user chose is kept
