@@ -72,9 +72,12 @@ def window_pipeline(
     seed: int = 0,
     tensors=None,
     sequence_length: int | None = None,
-    drop_remainder: bool = False,
+    repeat: bool = False,
 ) -> tf.data.Dataset:
-    "tf.data of ({'features': (B, T, F), 'symbol': (B,)}, {'prediction': (B, 2)}) gathered from window ends."
+    """tf.data of ({'features': (B, T, F), 'symbol': (B,)}, {'prediction': (B, 2)}) gathered from window ends.
+
+    `repeat`: an endless stream, the ends reshuffled on every pass and batched across the passes, so every
+    batch is full (training); otherwise one pass, the last batch partial (validation, prediction)."""
     X, S, Y = tensors or dataset_tensors(ds, task)
     ends = np.asarray(ends, dtype=np.int32 if len(ds.timestamps) < 2**31 else np.int64)
     offsets = tf.range(-(sequence_length or ds.sequence_length) + 1, 1, dtype=ends.dtype)  # (T,)
@@ -88,7 +91,9 @@ def window_pipeline(
     data = tf.data.Dataset.from_tensor_slices(ends)
     if shuffle:
         data = data.shuffle(len(ends), seed=seed, reshuffle_each_iteration=True)
-    data = data.batch(batch_size, drop_remainder=drop_remainder)
+    if repeat:
+        data = data.repeat()  # before the batching: a pass's last windows share a batch with the next pass's first
+    data = data.batch(batch_size, drop_remainder=repeat)  # endless: full batches, a static batch size
     return data.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 # %% ../nbs/07_train.ipynb #2cacbee7
@@ -427,7 +432,7 @@ def _selection_metrics(history: pd.DataFrame, checkpoint_metric: str) -> dict:
 # %% ../nbs/07_train.ipynb #5dc789d4
 def _epoch_steps(n_windows: int, batch_size: int, cfg: Config) -> int:
     "Steps per epoch, a whole number of executions: Keras then counts its progress bar right (no '12/9')."
-    steps = n_windows // batch_size if cfg.training.data_parallel else math.ceil(n_windows / batch_size)
+    steps = math.ceil(n_windows / batch_size)  # the training stream's batches are full: the last one borrows
     k = steps_per_execution(cfg)
     return max(k, k * math.ceil(steps / k))
 
@@ -552,11 +557,6 @@ def train(
     keras.utils.set_random_seed(cfg.training.seed)
     run_id = validate_run_id(run_id) if run_id else new_run_id(task)
     train_ends, val_ends = ds.ends('train', fold), ds.ends('val', fold)
-    if cfg.training.data_parallel and len(train_ends) < bs:  # whole batches only: nothing would be left to train on
-        raise ConfigError(
-            f"data-parallel training drops partial batches: {len(train_ends)} training windows do not fill one "
-            f"batch of {bs}; lower model.batch_size"
-        )
     run_dir = Path(runs_dir or cfg.training.runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     scaler = ds.scaler if fold == 0 else fit_scaler(ds.features, window_rows(train_ends, T, len(ds.timestamps)))
@@ -588,10 +588,7 @@ def train(
     tensors = dataset_tensors(ds, task, cfg.training.target_scale)  # the model learns the scaled targets
     fit_val_ends = fit_validation_ends(ds, val_ends, val_stride(cfg))  # all of them after fit
     fit = model.fit(
-        # replicas must see equal halves of every batch: a data-parallel run drops the last, partial one
-        window_pipeline(
-            ds, train_ends, task, bs, True, cfg.training.seed, tensors, drop_remainder=cfg.training.data_parallel
-        ).repeat(),
+        window_pipeline(ds, train_ends, task, bs, True, cfg.training.seed, tensors, repeat=True),  # full batches
         steps_per_epoch=_epoch_steps(len(train_ends), bs, cfg),
         validation_data=window_pipeline(ds, fit_val_ends, task, bs, tensors=tensors),
         epochs=cfg.model.epochs,
