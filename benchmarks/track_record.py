@@ -30,9 +30,9 @@ METRIC = 'rank_ic_time_tied'
 BAR_MS = 900_000
 
 
-def trailing_means(ds, days: float, horizon: int) -> np.ndarray:
-    "(N, 2) each row's trailing mean of its symbol's buy / sell labels resolved by then, over `days` (NaN: none yet)."
-    y = ds.labels[:, [list(ds.label_names).index(c) for c in ('buy_return', 'sell_return')]].astype(np.float64)
+def trailing_means(ds, y: np.ndarray, days: float, horizon: int) -> np.ndarray:
+    "(N, 2) each row's trailing mean of its symbol's labels `y` (N, 2) resolved by then, over `days` (NaN: none yet)."
+    y = np.asarray(y, np.float64)
     out = np.full(y.shape, np.nan)
     for k in np.unique(ds.symbol_id):
         rows = np.flatnonzero(ds.symbol_id == k)
@@ -52,8 +52,8 @@ def main(path: Path, n_boot: int):
     t0 = time.perf_counter()
     ds = load_dataset(path)
     horizon = label_horizon(ds)
-    y = ds.labels[:, [list(ds.label_names).index(c) for c in ('buy_return', 'sell_return')]]
-    trailing = {f'trail_{d}d': trailing_means(ds, d, horizon) for d in DAYS}
+    y = ds.targets('regression')  # (N, 2) buy / sell returns
+    trailing = {f'trail_{d}d': trailing_means(ds, y, d, horizon) for d in DAYS}
     folds = [k for k in ds.folds if k > 0]
     block = bootstrap_block(horizon, BARS_PER_DAY)
     parts = [(f'{folds[0]} val', ds.ends('val', folds[0]), folds[0])] + [(str(k), ds.ends('test', k), k) for k in folds]
