@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .config import Config, DataError, RiskProfile, from_ms, interval_ms, to_ms
-from .labels import SIDES, expected_returns
+from .labels import SIDES, expected_returns, lookback_bars
 from .evaluate import eval_frame, load_run_artifacts, point_forecast, run_predictions, save_figure
 
 log = logging.getLogger(__name__)
@@ -246,12 +246,14 @@ def simulated_labels(db, symbols, start, end, horizon: int, profile: RiskProfile
     "Labels (returns and exit bars) of `symbols` for bars in [start, end], from stored candles and funding."
     bar, frames = interval_ms(interval), []
     stop = int(to_ms(end)) + (horizon + 1) * bar  # the bars after `end` that its trades need
+    first = int(to_ms(start)) - lookback_bars(profile) * bar  # the bars before `start` its level scales need
     for s in symbols:
-        c = db.read_candles(s, interval, start, stop)
+        c = db.read_candles(s, interval, first, stop)
         if not len(c):
             continue
-        lab = expected_returns(c, profile, horizon, db.read_funding(s, start, stop), interval)
-        frames.append(pd.concat([c[['timestamp']].assign(symbol=s), lab], axis=1))
+        lab = expected_returns(c, profile, horizon, db.read_funding(s, first, stop), interval)
+        keep = to_ms(c['timestamp']) >= to_ms(start)
+        frames.append(pd.concat([c[['timestamp']].assign(symbol=s), lab], axis=1)[keep])
     if not frames:
         raise DataError('no candles stored for the test period: run `cryptotft download` first')
     return pd.concat(frames, ignore_index=True)
@@ -366,11 +368,12 @@ def portfolio_run(art, cfg: Config, frame: pd.DataFrame, pred, threshold: float,
     horizon = int(index.get('prediction_horizon', cfg.model.prediction_horizon))
     interval = index.get('interval', cfg.data_download.interval)
     start, end = frame['timestamp'].min(), frame['timestamp'].max()
-    market = read_market(db, sorted(frame['symbol'].unique()), start, end, horizon, interval)
+    profile = labels_profile(art.ds, cfg)
+    market = read_market(db, sorted(frame['symbol'].unique()), start, end, horizon, interval, profile)
     results = portfolio_with_references(
         market,
         signals_from_predictions(frame, pred, threshold),
-        labels_profile(art.ds, cfg),
+        profile,
         horizon,
         max_positions=cfg.training.max_positions,
         risk_fraction=risk_fraction,

@@ -190,6 +190,12 @@ class RiskProfile:
     entry_fee_pct: float = 0.055
     take_profit_fee_pct: float = 0.02
     exit_fee_pct: float = 0.055
+    # 0: the levels above are fixed percentages (the spec). > 0: each trade's stop, take-profits and stop
+    # ladder scale by the entry bar's volatility (mean true range of the last `volatility_period` bars, in %
+    # of its close) over this target, clipped to `volatility_scale_limits`; fees stay fixed
+    volatility_target_pct: float = 0.0
+    volatility_period: int = 96
+    volatility_scale_limits: tuple = (0.25, 4.0)
 
 # %% ../nbs/00_config.ipynb #e25d5abc
 @dataclass(frozen=True)
@@ -353,8 +359,15 @@ def _check_rules(cfg: Config) -> Config:
     )
     need(rp.stop_loss_pct > 0, 'risk_profile.stop_loss_pct', 'must be > 0')
     need(rp.leverage > 0, 'risk_profile.leverage', f'must be > 0, got {rp.leverage:g}')
-    for key in ('entry_fee_pct', 'take_profit_fee_pct', 'exit_fee_pct'):
+    for key in ('entry_fee_pct', 'take_profit_fee_pct', 'exit_fee_pct', 'volatility_target_pct'):
         need(getattr(rp, key) >= 0, f'risk_profile.{key}', f'must be >= 0, got {getattr(rp, key):g}')
+    need(rp.volatility_period >= 1, 'risk_profile.volatility_period', f'must be >= 1 bar, got {rp.volatility_period}')
+    limits = rp.volatility_scale_limits
+    need(
+        _numbers(limits) and len(limits) == 2 and 0 < limits[0] <= limits[1],
+        'risk_profile.volatility_scale_limits',
+        f'must be two positive numbers [low, high] with low <= high, got {list(limits)}',
+    )
     need(m.d_model >= 1, 'model.d_model', f'must be >= 1, got {m.d_model}')
     need(m.num_heads >= 1, 'model.num_heads', f'must be >= 1, got {m.num_heads}')
     need(m.d_model % m.num_heads == 0, 'model.num_heads', f'must divide model.d_model ({m.d_model})')

@@ -16,7 +16,8 @@ from .config import ConfigError, DataError, RiskProfile, interval_ms, to_ms
 
 # %% auto #0
 __all__ = ['EXIT_REASONS', 'SIDES', 'LABEL_COLUMNS', 'ProfileArrays', 'profile_arrays', 'segment_ends', 'funding_per_bar',
-           'walk_trade', 'simulate_entries', 'expected_returns', 'labels_for_storage', 'labels_from_storage']
+           'lookback_bars', 'level_scale', 'walk_trade', 'simulate_entries', 'expected_returns', 'labels_for_storage',
+           'labels_from_storage']
 
 # %% ../nbs/04_labels.ipynb #130ed9b1
 EXIT_REASONS = ('stop_loss', 'trailing_stop', 'take_profit', 'timeout')  # code = position; -1 = no label
@@ -78,6 +79,31 @@ def funding_per_bar(ts_ms: np.ndarray, event_ms: np.ndarray, rates: np.ndarray, 
     np.add.at(out, k[inside], np.asarray(rates, np.float64)[inside])
     return out
 
+# %% ../nbs/04_labels.ipynb #cdc51192
+def lookback_bars(profile: RiskProfile | None = None) -> int:
+    "Bars of history before an entry that its level scale needs: 0 for fixed levels."
+    p = RiskProfile() if profile is None else profile
+    return int(p.volatility_period) if p.volatility_target_pct > 0 else 0
+
+
+def level_scale(high, low, close, profile: RiskProfile | None = None) -> np.ndarray:
+    "Per-bar factor on the levels of a trade entered at that bar's close: 1.0 for fixed levels, NaN without history."
+    p = RiskProfile() if profile is None else profile
+    c = np.asarray(close, np.float64)
+    if p.volatility_target_pct == 0:
+        return np.ones(len(c))
+    k = int(p.volatility_period)
+    out = np.full(len(c), np.nan)
+    if len(c) <= k:
+        return out
+    prev = c[:-1]
+    tr = np.maximum(np.asarray(high, np.float64)[1:], prev) - np.minimum(np.asarray(low, np.float64)[1:], prev)
+    # each window summed on its own (not a running sum): the same bits from any first bar
+    atr = np.lib.stride_tricks.sliding_window_view(tr, k).mean(axis=1)  # atr[i]: bars i + 1 .. i + k
+    lo, hi = p.volatility_scale_limits
+    out[k:] = np.clip(atr / c[k:] * 100 / p.volatility_target_pct, lo, hi)
+    return out
+
 # %% ../nbs/04_labels.ipynb #38a16dc4
 @njit(cache=True, nogil=True, inline='always')
 def _excursions(side, entry, best, worst):
@@ -88,12 +114,13 @@ def _excursions(side, entry, best, worst):
 @njit(cache=True, nogil=True)
 def walk_trade(px, t, horizon, side, p, marks=None):
     "One trade from close[t]: (return %, exit bars, exit reason code, tp hits, mfe %, mae %); marks optional."
-    o, h, l, c, fund = px
+    o, h, l, c, fund, scale = px
     stop_loss, take_profit, fractions, ladder, entry_fee, tp_fee, exit_fee = p
     entry = c[t]
+    k_vol = scale[t]  # 1.0 for fixed levels: the products below are then exact
     n_levels = take_profit.shape[0]
-    stop = entry * (1.0 - side * stop_loss)
-    level = entry * (1.0 + side * take_profit[0])
+    stop = entry * (1.0 - side * stop_loss * k_vol)
+    level = entry * (1.0 + side * take_profit[0] * k_vol)
     ret = -entry_fee
     open_fraction = 1.0
     hits = 0
@@ -128,12 +155,12 @@ def walk_trade(px, t, horizon, side, p, marks=None):
                 open_fraction -= fractions[hits]
                 hits += 1
                 if hits < n_levels:
-                    level = entry * (1.0 + side * take_profit[hits])
+                    level = entry * (1.0 + side * take_profit[hits] * k_vol)
             if hits == n_levels:
                 if marks is not None:
                     marks[k] = ret
                 return (ret * 100, k, 2, hits) + _excursions(side, entry, best, worst)
-            stop = entry * (1.0 + side * ladder[hits - 1])  # in force from bar j+1
+            stop = entry * (1.0 + side * ladder[hits - 1] * k_vol)  # in force from bar j+1
         if marks is not None:
             marks[k] = ret + open_fraction * side * (c[j] / entry - 1.0)  # the remainder at the close, no exit fee
     last = c[t + horizon]  # rule 4: timeout
@@ -152,7 +179,7 @@ def _simulate_kernel(px, seg_end, entries, horizon, p, ret, bars, reason, hits, 
     for i in prange(entries.shape[0]):
         t = entries[i]
         for s in range(2):
-            if t + horizon < seg_end[t]:
+            if t + horizon < seg_end[t] and np.isfinite(px[5][t]):
                 r = walk_trade(px, t, horizon, 1.0 - 2.0 * s, p)
             else:
                 r = _NO_LABEL
@@ -160,15 +187,25 @@ def _simulate_kernel(px, seg_end, entries, horizon, p, ret, bars, reason, hits, 
 
 # %% ../nbs/04_labels.ipynb #5095c105
 def simulate_entries(
-    open, high, low, close, funding_per_bar, segment_end, profile=None, horizon: int = 100, entries=None
+    open,
+    high,
+    low,
+    close,
+    funding_per_bar,
+    segment_end,
+    profile=None,
+    horizon: int = 100,
+    entries=None,
+    level_scale=None,
 ) -> dict:
     "Both sides of the managed trade from each entry bar (default all): a dict of per-entry arrays."
     o, h, l, c, fund = (np.ascontiguousarray(x, dtype=np.float64) for x in (open, high, low, close, funding_per_bar))
     seg_end = np.ascontiguousarray(segment_end, dtype=np.int64)
     n = len(c)
+    scale = np.ones(n) if level_scale is None else np.ascontiguousarray(level_scale, dtype=np.float64)
     p = profile_arrays(profile)
-    if not all(len(x) == n for x in (o, h, l, fund, seg_end)):
-        raise DataError('price, funding and segment arrays must have one value per bar')
+    if not all(len(x) == n for x in (o, h, l, fund, seg_end, scale)):
+        raise DataError('price, funding, segment and level-scale arrays must have one value per bar')
     if int(horizon) < 1:
         raise ConfigError(f'label horizon must be >= 1 bar (got {horizon})')
     entries = np.arange(n, dtype=np.int64) if entries is None else np.ascontiguousarray(entries, dtype=np.int64)
@@ -181,7 +218,8 @@ def simulate_entries(
     hits = np.empty((2, m), np.int32)
     mfe = np.empty((2, m))
     mae = np.empty((2, m))
-    _simulate_kernel((o, h, l, c, fund), seg_end, entries, int(horizon), p, ret, bars, reason, hits, mfe, mae)
+    px = (o, h, l, c, fund, scale)
+    _simulate_kernel(px, seg_end, entries, int(horizon), p, ret, bars, reason, hits, mfe, mae)
     out = {'entries': entries, 'valid': bars[0] >= 0}
     for s, side in enumerate(SIDES):
         out |= {
@@ -219,6 +257,7 @@ def expected_returns(
     interval: str = '15',
 ) -> pd.DataFrame:
     "Long and short labels of the managed trade from every candle of one symbol (spec: shared/specs/labels.md)."
+    p = RiskProfile() if profile is None else profile
     ts, bar_ms = to_ms(candles['timestamp']), interval_ms(interval)
     if len(ts) > 1 and np.any(np.diff(ts) <= 0):
         raise DataError('candles must be one symbol, sorted by strictly ascending timestamp')
@@ -236,8 +275,9 @@ def expected_returns(
         candles['close'],
         fund,
         segment_ends(ts, bar_ms),
-        profile,
+        p,
         horizon,
+        level_scale=level_scale(candles['high'], candles['low'], candles['close'], p),
     )
     return _label_frame(sim, candles.index)
 

@@ -17,7 +17,16 @@ import time
 from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
-from .config import ConfigError, Config, DataError, config_to_dict, new_run_id, validate_run_id, with_overrides
+from cryptotft.config import (
+    ConfigError,
+    Config,
+    DataError,
+    config_to_dict,
+    interval_ms,
+    new_run_id,
+    validate_run_id,
+    with_overrides,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +45,9 @@ def prep_fingerprint(cfg: Config, interval: str) -> int:
 
     risk = dataclasses.asdict(cfg.risk_profile)
     risk.pop('leverage')  # labels are unlevered: leverage only sizes backtest positions
+    if risk['volatility_target_pct'] == 0:  # fixed levels: the volatility settings change nothing
+        for key in ('volatility_target_pct', 'volatility_period', 'volatility_scale_limits'):
+            risk.pop(key)
     what = {
         'prepare': PREP_VERSION,
         'indicators': {name: list(f) for name, f in FEATURES.items()},
@@ -52,19 +64,30 @@ def prepare_labels(
     cfg: Config, db, symbol: str, interval: str = '15', start=None, fingerprint: int | None = None
 ) -> int:
     "Compute and upsert expected-return labels (and the prep fingerprint) of one symbol for bars after `start`."
-    from cryptotft.labels import expected_returns, labels_for_storage
+    from cryptotft.labels import expected_returns, labels_for_storage, lookback_bars
 
     after = None if start is None else start + pd.Timedelta(milliseconds=1)
-    candles = db.read_candles(symbol, interval, start=after)
+    # a level scaled by volatility needs bars before the first new label: read them, label, keep only the new
+    first = (
+        None
+        if after is None
+        else after - pd.Timedelta(milliseconds=lookback_bars(cfg.risk_profile) * interval_ms(interval))
+    )
+    candles = db.read_candles(symbol, interval, start=first)
     if len(candles) == 0:
         return 0
     labels = expected_returns(
         candles,
         cfg.risk_profile,
         cfg.model.prediction_horizon,
-        funding=db.read_funding(symbol, start=after),
+        funding=db.read_funding(symbol, start=first),
         interval=interval,
     )
+    if after is not None:
+        new = (candles.timestamp >= after).to_numpy()
+        candles, labels = candles[new], labels[new]
+        if not new.any():
+            return 0
     fp = prep_fingerprint(cfg, interval) if fingerprint is None else fingerprint
     rows = labels_for_storage(labels).assign(
         symbol=symbol, interval=interval, timestamp=candles.timestamp.to_numpy(), prep_fingerprint=fp

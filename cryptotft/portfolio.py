@@ -14,7 +14,15 @@ import numpy as np
 import pandas as pd
 from numba import njit
 from .config import ConfigError, DataError, RiskProfile, from_ms, interval_ms, to_ms
-from .labels import SIDES, funding_per_bar, profile_arrays, segment_ends, walk_trade
+from cryptotft.labels import (
+    SIDES,
+    funding_per_bar,
+    level_scale,
+    lookback_bars,
+    profile_arrays,
+    segment_ends,
+    walk_trade,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +48,31 @@ class Market(NamedTuple):
     grid: np.ndarray  # the union bar grid: every timestamp of any symbol, ascending
     grid_pos: np.ndarray  # each bar's position on the grid
     bar_ms: int
+    level_scale: np.ndarray | None = None  # factor on a trade's levels per entry bar; None: fixed levels (1.0)
+    volatility: tuple = ()  # the profile's (target %, period, limits) `level_scale` was computed for; (): fixed
 
     @property
     def symbol_code(self) -> np.ndarray:
         return np.repeat(np.arange(len(self.symbols)), np.diff(self.start))
 
 
-def _prices(market: Market) -> tuple:
-    "The price tuple `labels.walk_trade` reads: open, high, low, close, funding."
-    return (market.open, market.high, market.low, market.close, market.funding)
+def _volatility(profile: RiskProfile | None) -> tuple:
+    "The settings of a profile that its level scale depends on; () for fixed levels."
+    p = RiskProfile() if profile is None else profile
+    if p.volatility_target_pct == 0:
+        return ()
+    return (float(p.volatility_target_pct), int(p.volatility_period), tuple(map(float, p.volatility_scale_limits)))
+
+
+def _prices(market: Market, profile: RiskProfile | None = None) -> tuple:
+    "The price tuple `labels.walk_trade` reads: open, high, low, close, funding, level scale (for `profile`)."
+    if _volatility(profile) != market.volatility:
+        raise ConfigError(
+            'the market was built for another volatility scaling of the levels than this risk profile: '
+            'pass the same profile to market_arrays / read_market'
+        )
+    scale = np.ones(len(market.close)) if market.level_scale is None else market.level_scale
+    return (market.open, market.high, market.low, market.close, market.funding, scale)
 
 # %% ../nbs/08c_portfolio.ipynb #25573ec9
 def _long_frame(frames) -> pd.DataFrame | None:
@@ -59,7 +83,7 @@ def _long_frame(frames) -> pd.DataFrame | None:
     return pd.concat(parts, ignore_index=True) if parts else None
 
 # %% ../nbs/08c_portfolio.ipynb #3443cc48
-def market_arrays(candles, funding=None, interval: str = '15') -> Market:
+def market_arrays(candles, funding=None, interval: str = '15', profile: RiskProfile | None = None) -> Market:
     "Candles and funding events of many symbols (a long frame with `symbol`, or {symbol: frame}) as one Market."
     bar_ms, df, events = interval_ms(interval), _long_frame(candles), _long_frame(funding)
     if df is None or len(df) == 0:
@@ -83,12 +107,17 @@ def market_arrays(candles, funding=None, interval: str = '15') -> Market:
             rate[a:b] = funding_per_bar(ts[a:b], to_ms(ev['timestamp']), ev['rate'].to_numpy(np.float64), bar_ms)
     o, h, l, c = (df[k].to_numpy(np.float64)[order] for k in ('open', 'high', 'low', 'close'))
     grid = np.unique(ts)
-    return Market(np.asarray(symbols), start, ts, o, h, l, c, rate, seg, grid, np.searchsorted(grid, ts), bar_ms)
+    scale, volatility = None, _volatility(profile)
+    if volatility:
+        scale = np.concatenate([level_scale(h[a:b], l[a:b], c[a:b], profile) for a, b in zip(start[:-1], start[1:])])
+    pos = np.searchsorted(grid, ts)
+    return Market(np.asarray(symbols), start, ts, o, h, l, c, rate, seg, grid, pos, bar_ms, scale, volatility)
 
 
 def labelled(market: Market, horizon: int) -> np.ndarray:
-    "Whether each bar has a label: `horizon` contiguous bars of its symbol follow it."
-    return np.arange(len(market.ts)) + horizon < market.segment_end
+    "Whether each bar has a label: `horizon` contiguous bars of its symbol follow it (and it has a level scale)."
+    ok = np.arange(len(market.ts)) + horizon < market.segment_end
+    return ok if market.level_scale is None else ok & np.isfinite(market.level_scale)
 
 # %% ../nbs/08c_portfolio.ipynb #7de88268
 SIDE_SIGN = {'buy': 1, 'sell': -1, 0: 1, 1: -1}
@@ -107,7 +136,7 @@ def candidates(market: Market, signals: pd.DataFrame, horizon: int) -> pd.DataFr
     ok = (code >= 0) & (bar_key[bar] == sig_key) & labelled(market, horizon)[bar]
     if not ok.all():
         log.warning(
-            '%d of %d signals dropped: bar not in the candles, or fewer than %d bars after it',
+            '%d of %d signals dropped: bar not in the candles, fewer than %d bars after it, or no level scale',
             (~ok).sum(),
             len(ok),
             horizon,
@@ -137,7 +166,7 @@ def trade_marks(market: Market, bars, sides, profile: RiskProfile | None = None,
     bars, sides = np.ascontiguousarray(bars, np.int64), np.ascontiguousarray(sides, np.float64)
     if not labelled(market, horizon)[bars].all():
         raise DataError(f'every trade needs {horizon} contiguous bars after its entry')
-    return _all_paths(_prices(market), bars, sides, int(horizon), p)
+    return _all_paths(_prices(market, profile), bars, sides, int(horizon), p)
 
 # %% ../nbs/08c_portfolio.ipynb #42b319b3
 _NEVER = np.int64(-(2**62))
@@ -181,7 +210,8 @@ def select_entries(
     cand = cand.iloc[np.lexsort((market.symbol_code[bar], -cand['score'].to_numpy(), market.ts[bar]))]
     bar, side = cand['bar'].to_numpy(np.int64), cand['side'].to_numpy(np.float64)
     limits = (market.symbol_code[bar], n_symbols, min(cap, n_symbols))
-    exit_bar = _select(_prices(market), market.ts, bar, side, *limits, int(horizon), profile_arrays(profile))
+    px = _prices(market, profile)
+    exit_bar = _select(px, market.ts, bar, side, *limits, int(horizon), profile_arrays(profile))
     return cand.assign(exit_bar=exit_bar)[exit_bar >= 0].reset_index(drop=True)
 
 # %% ../nbs/08c_portfolio.ipynb #ccf680e9
@@ -409,11 +439,15 @@ def signals_from_predictions(frame: pd.DataFrame, pred, threshold: float) -> pd.
     )
 
 
-def read_market(db, symbols, start, end, horizon: int = 100, interval: str = '15') -> Market:
-    "Candles and funding of `symbols` from `start` through `horizon` bars past `end`, as a Market."
-    stop = int(to_ms(end)) + (horizon + 1) * interval_ms(interval)
-    candles = {s: db.read_candles(s, interval, start, stop) for s in symbols}
-    return market_arrays(candles, {s: db.read_funding(s, start, stop) for s in symbols}, interval)
+def read_market(
+    db, symbols, start, end, horizon: int = 100, interval: str = '15', profile: RiskProfile | None = None
+) -> Market:
+    "Candles and funding of `symbols` from `start` through `horizon` bars past `end`, as a Market for `profile`."
+    bar = interval_ms(interval)
+    stop = int(to_ms(end)) + (horizon + 1) * bar
+    first = int(to_ms(start)) - lookback_bars(profile) * bar  # the history a level scale at `start` needs
+    candles = {s: db.read_candles(s, interval, first, stop) for s in symbols}
+    return market_arrays(candles, {s: db.read_funding(s, first, stop) for s in symbols}, interval, profile)
 
 # %% ../nbs/08c_portfolio.ipynb #baa1e8cd
 def plot_portfolio(results: dict, path=None):

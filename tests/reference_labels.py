@@ -21,9 +21,28 @@ def _funding_rate_in_bar(event_ms, event_rate, bar_start, bar_ms):
     return sum(event_rate[lo:hi])
 
 
+def level_scale(h, l, c, t, profile):
+    """The factor on every level of a trade entered at close[t]: 1 for fixed levels, else the mean true range of
+    the volatility_period bars ending at t, in % of close[t], over the target, clipped; None without history."""
+    target = getattr(profile, "volatility_target_pct", 0.0)
+    if not target:
+        return 1.0
+    k = profile.volatility_period
+    if t < k:
+        return None
+    true_ranges = [max(h[i], c[i - 1]) - min(l[i], c[i - 1]) for i in range(t - k + 1, t + 1)]
+    atr_pct = sum(true_ranges) / k / c[t] * 100
+    low, high = profile.volatility_scale_limits
+    return min(max(atr_pct / target, low), high)
+
+
 def simulate_trade(ts, o, h, l, c, t, side, profile, horizon, event_ms=(), event_rate=(), bar_ms=BAR_MS):
-    """One trade opened at close[t]; side +1 long, -1 short. None when fewer than horizon contiguous bars follow."""
+    """One trade opened at close[t]; side +1 long, -1 short. None when fewer than horizon contiguous bars follow
+    or when the level scale lacks history."""
     if t + horizon >= len(c):
+        return None
+    scale = level_scale(h, l, c, t, profile)
+    if scale is None:
         return None
     for k in range(1, horizon + 1):
         if ts[t + k] - ts[t + k - 1] != bar_ms:
@@ -34,10 +53,10 @@ def simulate_trade(ts, o, h, l, c, t, side, profile, horizon, event_ms=(), event
     def pnl(price):  # P&L of one unit of position closed at price, in percent of entry
         return side * (price / entry - 1) * 100
 
-    levels = [entry * (1 + side * p / 100) for p in profile.take_profit_pct]
+    levels = [entry * (1 + side * (p / 100) * scale) for p in profile.take_profit_pct]
     fractions = list(profile.take_profit_fractions)
     filled = [False] * len(levels)
-    stop = entry * (1 - side * profile.stop_loss_pct / 100)
+    stop = entry * (1 - side * (profile.stop_loss_pct / 100) * scale)
     ret = -profile.entry_fee_pct
     open_fraction = 1.0
     mfe = mae = 0.0
@@ -67,7 +86,7 @@ def simulate_trade(ts, o, h, l, c, t, side, profile, horizon, event_ms=(), event
         if hits == len(levels):
             return dict(ret=ret, bars=k, reason="take_profit", hits=hits, mfe=mfe, mae=mae)
         if hits > hits_before:  # the stop ladder: in force from bar j+1
-            stop = entry * (1 + side * profile.stop_ladder_pct[hits - 1] / 100)
+            stop = entry * (1 + side * (profile.stop_ladder_pct[hits - 1] / 100) * scale)
     last = c[t + horizon]  # rule 4: timeout
     ret += open_fraction * pnl(last) - profile.exit_fee_pct * open_fraction * last / entry
     return dict(ret=ret, bars=horizon, reason="timeout", hits=sum(filled), mfe=mfe, mae=mae)

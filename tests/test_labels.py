@@ -266,6 +266,9 @@ def profiles(draw):
         entry_fee_pct=draw(fee),
         take_profit_fee_pct=draw(fee),
         exit_fee_pct=draw(fee),
+        volatility_target_pct=draw(st.one_of(st.just(0.0), st.floats(0.1, 3.0))),  # 0: the spec's fixed levels
+        volatility_period=draw(st.integers(1, 6)),
+        volatility_scale_limits=draw(st.sampled_from([(0.25, 4.0), (0.8, 1.5), (1.0, 1.0)])),
     )
 
 

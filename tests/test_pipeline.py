@@ -191,6 +191,40 @@ def test_new_horizon_relabels_every_stored_row(tmp_path):
     _assert_same_rows(got, _one_shot(cfg60, candles, funding, tmp_path, 'oneshot'))
 
 
+def test_volatility_scaled_labels_grow_incrementally_as_if_computed_at_once(tmp_path):
+    "The level scale needs `volatility_period` bars before each label: incremental prepare reads them first."
+    cfg = with_overrides(
+        Config(),
+        model=dict(prediction_horizon=30),
+        risk_profile=dict(volatility_target_pct=0.5, volatility_period=48),
+    )
+    candles, funding = synthetic_market(['BTCUSDT'], days=10, seed=3)
+    db = connect(f"sqlite:///{tmp_path}/v.db")
+    db.init_db()
+    db.upsert('funding_rates', funding)
+    db.upsert('raw_market_data', candles.iloc[:500].assign(interval='15'))
+    prepare(cfg, db, progress=False)
+    db.upsert('raw_market_data', candles.iloc[500:].assign(interval='15'))
+    assert prepare(cfg, db, progress=False) == len(candles) - 500 + 30  # the new bars and the 30 that waited
+    got = db.read_processed('BTCUSDT')
+    assert got.buy_return.isna().sum() == 48 + 30  # no history for a scale, no future for a trade
+    _assert_same_rows(got, _one_shot(cfg, candles, funding, tmp_path, 'oneshot'))
+    fixed_cfg = with_overrides(cfg, risk_profile=dict(volatility_target_pct=0.0))
+    fixed = _one_shot(fixed_cfg, candles, funding, tmp_path, 'f')
+    assert (got.buy_exit_bars != fixed.buy_exit_bars).any()  # the scale moved some exits
+
+
+def test_fingerprint_ignores_volatility_settings_only_while_levels_are_fixed():
+    base = Config()
+    assert prep_fingerprint(with_overrides(base, risk_profile=dict(volatility_period=10)), '15') == prep_fingerprint(
+        base, '15'
+    )
+    scaled = with_overrides(base, risk_profile=dict(volatility_target_pct=0.4))
+    assert prep_fingerprint(scaled, '15') != prep_fingerprint(base, '15')
+    longer = with_overrides(scaled, risk_profile=dict(volatility_period=10))
+    assert prep_fingerprint(longer, '15') != prep_fingerprint(scaled, '15')
+
+
 def test_backfilled_candles_are_processed_as_if_always_there(tmp_path):
     cfg = with_overrides(Config(), model=dict(prediction_horizon=40))
     candles, funding = synthetic_market(['BTCUSDT'], days=25, seed=5)

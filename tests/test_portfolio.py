@@ -124,10 +124,16 @@ def _labels(candles, funding, profile, horizon):
 
 
 @pytest.mark.parametrize('horizon', [1, 40])
-def test_every_trade_path_ends_at_its_label_with_gaps_funding_and_both_sides(synthetic, horizon):
+@pytest.mark.parametrize('volatility_target_pct', [0.0, 0.3])  # fixed levels; levels scaled by volatility
+def test_every_trade_path_ends_at_its_label_with_gaps_funding_and_both_sides(synthetic, horizon, volatility_target_pct):
     candles, funding = synthetic
-    profile = RiskProfile(stop_loss_pct=0.8, take_profit_pct=(0.4, 0.9, 1.5, 2.5))
-    market = market_arrays(candles, funding)
+    profile = RiskProfile(
+        stop_loss_pct=0.8,
+        take_profit_pct=(0.4, 0.9, 1.5, 2.5),
+        volatility_target_pct=volatility_target_pct,
+        volatility_period=24,
+    )
+    market = market_arrays(candles, funding, profile=profile)
     lab = _labels(candles, funding, profile, horizon)
     assert np.array_equal(lab.timestamp, market.ts) and np.array_equal(
         lab.buy_return.notna(), labelled(market, horizon)
