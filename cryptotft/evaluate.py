@@ -22,21 +22,22 @@ from .labels import SIDES
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'FUNDING_INPUTS', 'BARS_PER_DAY', 'TIE_PCT', 'accuracy', 'win_rate', 'REGRESSION_METRICS',
+__all__ = ['log', 'FUNDING_INPUTS', 'VOLATILITY_INPUT', 'BARS_PER_DAY', 'TIE_PCT', 'accuracy', 'win_rate', 'REGRESSION_METRICS',
            'CLASSIFICATION_METRICS', 'TRADE_METRICS', 'IC_METRICS', 'LOWER_IS_BETTER', 'NO_SKILL', 'DECISION_ONLY',
            'FLAGGED', 'LIGHTGBM_PARAMS', 'HEADLINE', 'PREDICTOR_ORDER', 'bootstrap_block', 'block_bootstrap_indices',
            'bootstrap_weights', 'SideSample', 'panel_index', 'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy',
            'precision', 'recall', 'f1', 'avg_trade', 'auc', 'tied_ranks', 'ic_time', 'rank_ic_time',
            'rank_ic_time_tied', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic', 'task_metrics', 'to_score', 'holm',
-           'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'symbol_means', 'funding_carry', 'Forecast',
-           'forecast', 'point_forecast', 'eval_frame', 'split_summary', 'label_horizon', 'baseline_predictions',
-           'evaluate_split', 'RunArtifacts', 'run_target_scale', 'load_run_artifacts', 'model_key', 'save_predictions',
-           'stored_predictions', 'run_predictions', 'ensemble_predictions', 'plot_metrics', 'save_figure',
-           'model_predictions_of', 'evaluate_run', 'walk_forward_table', 'walk_forward_summary', 'compact_table',
-           'verdict']
+           'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'symbol_means', 'funding_carry',
+           'volatility_means', 'Forecast', 'forecast', 'point_forecast', 'eval_frame', 'split_summary', 'label_horizon',
+           'baseline_predictions', 'evaluate_split', 'RunArtifacts', 'run_target_scale', 'load_run_artifacts',
+           'model_key', 'save_predictions', 'stored_predictions', 'run_predictions', 'ensemble_predictions',
+           'plot_metrics', 'save_figure', 'model_predictions_of', 'evaluate_run', 'walk_forward_table',
+           'walk_forward_summary', 'compact_table', 'verdict']
 
 # %% ../nbs/08_evaluate.ipynb #666734c8
 FUNDING_INPUTS = ('funding_bp', 'hours_to_funding', 'funding_interval_h')  # what funding_carry reads
+VOLATILITY_INPUT = 'atr_pct'  # what volatility_means reads: the 14-bar ATR in % of the close
 BARS_PER_DAY = 96  # 15-minute bars: the shortest bootstrap block is one day
 TIE_PCT = 0.05  # realised returns (percent) within 5 bp of each other are one tie in `rank_ic_time_tied`
 
@@ -453,6 +454,22 @@ def funding_carry(
     cost = col['funding_bp'] / 100 * settlements  # bp per settlement -> percent of notional over the horizon
     return np.stack([-cost, cost], axis=1)
 
+# %% ../nbs/08_evaluate.ipynb #4f5bd02a
+def volatility_means(y_train: np.ndarray, vol_train, vol_eval, n_bins: int = 10) -> np.ndarray:
+    "(n_eval, K): the NaN-skipping training mean of each column of `y_train` per volatility decile (training edges)."
+    y = np.asarray(y_train, np.float64)
+    v_train, v_eval = np.asarray(vol_train, np.float64), np.asarray(vol_eval, np.float64)
+    overall = np.nanmean(y, axis=0)
+    known = np.isfinite(v_train)
+    if not known.any():
+        return np.tile(overall, (len(v_eval), 1))
+    edges = np.quantile(v_train[known], np.linspace(0, 1, n_bins + 1)[1:-1])
+    bins = pd.DataFrame(y[known]).groupby(np.searchsorted(edges, v_train[known], side='right')).mean()
+    means = bins.reindex(range(n_bins)).to_numpy()  # a decile without training windows: NaN
+    out = means[np.searchsorted(edges, np.nan_to_num(v_eval), side='right')]
+    ok = np.isfinite(out) & np.isfinite(v_eval)[:, None]
+    return np.where(ok, out, overall)
+
 # %% ../nbs/08_evaluate.ipynb #11b01c15
 class Forecast(NamedTuple):
     "A model's output split by meaning: the point forecast that decisions use, the median, the quantiles."
@@ -542,7 +559,8 @@ def baseline_predictions(
 
     With a `target_scale` (the one a TFT run learned) also `lightgbm_<scale>` and `symbol_mean_<scale>`: the same
     fitted on the transformed targets and read back the same way, so the TFT meets them on its own target too.
-    A regression dataset with the funding inputs also gets `funding_carry` (it learns nothing from training)."""
+    A regression dataset with the funding inputs also gets `funding_carry` (it learns nothing from training), and a
+    dataset with the ATR input `volatility_mean` (each volatility decile's training mean)."""
     ret_cols = [list(ds.label_names).index(c) for c in ('buy_return', 'sell_return')]
     train_ends = np.asarray(train_ends)[:: max(1, -(-len(train_ends) // max_train))]
     y_train = ds.labels[train_ends][:, ret_cols].astype(np.float64)
@@ -560,6 +578,11 @@ def baseline_predictions(
         preds[f'symbol_mean_{target_scale}'] = ds.unscale(means, eval_ends, target_scale)
     if task == 'regression' and set(FUNDING_INPUTS) <= set(ds.feature_names):
         preds['funding_carry'] = funding_carry(ds.features[eval_ends], ds.feature_names, label_horizon(ds))
+    if VOLATILITY_INPUT in ds.feature_names:
+        atr = ds.features[:, list(ds.feature_names).index(VOLATILITY_INPUT)]
+        preds['volatility_mean'] = volatility_means(
+            y_train > 0 if task == 'classification' else y_train, atr[train_ends], atr[eval_ends]
+        )
     return preds
 
 
@@ -849,6 +872,7 @@ PREDICTOR_ORDER = (
     'lightgbm',
     'symbol_mean',
     'funding_carry',
+    'volatility_mean',
     'train_mean',
     'train_median',
     'zero',

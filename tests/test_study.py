@@ -159,6 +159,8 @@ def test_a_rank_target_study_meets_lightgbm_on_its_own_target_too(tmp_path):
         'out_dir': str(out),
         'funding': False,  # and without funding: labels of the trade outcome alone
         'tied': False,  # and exact ranks: the choice and the goal read `rank_ic_time`
+        'volatility_target_pct': 0.4,  # and levels scaled by volatility, returns of positions sized by the scale
+        'risk_sized': True,
     }
     params = [a for k, v in tiny.items() for a in ('-p', k, str(v))]
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2', 'MPLBACKEND': 'Agg'}
@@ -185,10 +187,11 @@ def test_a_rank_target_study_meets_lightgbm_on_its_own_target_too(tmp_path):
     means = head[(head.metric == 'rank_ic_time') & head.predictor.isin(['symbol_mean', 'symbol_mean_rank'])]
     assert len(means) == 2 * 2 * 3  # both symbol means, both sides, folds 1, 2 and pooled
     assert np.isfinite(ic[['vs_symbol_mean_rank', 'vs_symbol_mean_rank_lo', 'vs_symbol_mean_rank_hi']].to_numpy()).all()
-    # funding=False: every label is the trade without funding, every funding input the default, no carry reference
-    from cryptotft.config import Config, to_ms
+    # funding=False: every label is the trade without funding, every funding input the default, no carry reference;
+    # the levels scaled by volatility and the returns divided by the scale (positions sized by it)
+    from cryptotft.config import RiskProfile, to_ms
     from cryptotft.dataset import load_dataset
-    from cryptotft.labels import expected_returns
+    from cryptotft.labels import expected_returns, level_scale
     from cryptotft.synthetic import synthetic_market
 
     assert json.loads((out / 'study.json').read_text())['budget']['funding'] is False
@@ -202,10 +205,15 @@ def test_a_rank_target_study_meets_lightgbm_on_its_own_target_too(tmp_path):
     got = ds.labels[mine][:, list(ds.label_names).index('buy_return')]
     at = np.searchsorted(to_ms(btc['timestamp']), ds.timestamps[mine])  # the dataset's BTC rows among the candles
     assert np.array_equal(to_ms(btc['timestamp'])[at], ds.timestamps[mine])
-    risk = Config().risk_profile
-    bare = expected_returns(btc, risk, TINY['horizon'], None, '15')['buy_return'].to_numpy()[at]
+    risk = RiskProfile(volatility_target_pct=0.4)
+    assert json.loads((out / 'study.json').read_text())['budget']['volatility_target_pct'] == 0.4
+    scale = level_scale(btc['high'], btc['low'], btc['close'], risk)[at]
+    assert np.isfinite(scale).any() and np.nanstd(scale) > 0.05  # the scale moves on this market
+    bare = expected_returns(btc, risk, TINY['horizon'], None, '15')['buy_return'].to_numpy()[at] / scale
     paid = expected_returns(btc, risk, TINY['horizon'], events[events.symbol == 'BTCUSDT'], '15')['buy_return']
-    assert np.allclose(got, bare, equal_nan=True) and not np.allclose(got, paid.to_numpy()[at], equal_nan=True)
+    assert np.allclose(got, bare, equal_nan=True) and not np.allclose(got, paid.to_numpy()[at] / scale, equal_nan=True)
+    fixed = expected_returns(btc, RiskProfile(), TINY['horizon'], None, '15')['buy_return'].to_numpy()[at]
+    assert not np.allclose(got, fixed, equal_nan=True)
 
 
 def test_the_symbol_mean_reference_is_each_symbols_training_mean_scored_on_validation(study):
