@@ -14,7 +14,7 @@ def test_evaluate_run_reports_the_model_next_to_every_baseline_and_writes_files(
     table = evaluate_run(cfg, 'tiny', runs_dir=cfg.training.runs_dir, db=db, n_boot=50)
     test = table[table.split == 'test']
     names = {'model', 'model_median', 'zero', 'train_mean', 'train_median', 'lightgbm', 'symbol_mean'}
-    names |= {'always_long', 'always_short', 'volatility_mean'}  # the last: the dataset has the ATR input
+    names |= {'always_long', 'always_short'}
     assert names == set(test.predictor) and set(table.split) == {'test'}
     versus = table[(table.predictor == 'model') & (table.reference != 'zero')]
     assert {'lightgbm', 'train_median', 'model_median'} <= set(versus.reference)  # the model against every baseline
