@@ -560,7 +560,8 @@ def baseline_predictions(
     With a `target_scale` (the one a TFT run learned) also `lightgbm_<scale>` and `symbol_mean_<scale>`: the same
     fitted on the transformed targets and read back the same way, so the TFT meets them on its own target too.
     A regression dataset with the funding inputs also gets `funding_carry` (it learns nothing from training), and a
-    dataset with the ATR input `volatility_mean` (each volatility decile's training mean)."""
+    dataset with the ATR input `volatility_mean` (each volatility decile's training mean; with a `target_scale` also
+    `volatility_mean_<scale>`, of the transformed target)."""
     ret_cols = [list(ds.label_names).index(c) for c in ('buy_return', 'sell_return')]
     train_ends = np.asarray(train_ends)[:: max(1, -(-len(train_ends) // max_train))]
     y_train = ds.labels[train_ends][:, ret_cols].astype(np.float64)
@@ -583,6 +584,9 @@ def baseline_predictions(
         preds['volatility_mean'] = volatility_means(
             y_train > 0 if task == 'classification' else y_train, atr[train_ends], atr[eval_ends]
         )
+        if target_scale != 'none':  # the deciles' mean of the transformed target (a rank: who sits where)
+            means = volatility_means(y_scaled, atr[train_ends], atr[eval_ends])
+            preds[f'volatility_mean_{target_scale}'] = ds.unscale(means, eval_ends, target_scale)
     return preds
 
 

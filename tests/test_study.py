@@ -236,6 +236,19 @@ def test_the_symbol_mean_reference_is_each_symbols_training_mean_scored_on_valid
             choices.loc[name, ['val_rank_ic_buy', 'val_rank_ic_sell']].to_numpy(float), panel_rank_ic(frame, pred)
         )
         assert choices.loc[name, 'inputs'] == 0
+    # and `volatility-mean`: the same for each decile of the window's ATR, edges from the training windows
+    from cryptotft.evaluate import VOLATILITY_INPUT, volatility_means
+
+    atr = ds.features[:, ds.feature_names.index(VOLATILITY_INPUT)]
+    for name, y in (
+        ('volatility-mean', ds.targets('regression')),
+        ('volatility-mean-csrank', ds.targets('regression', 'rank')),
+    ):
+        pred = volatility_means(y[train], atr[train], atr[val])
+        assert np.allclose(
+            choices.loc[name, ['val_rank_ic_buy', 'val_rank_ic_sell']].to_numpy(float), panel_rank_ic(frame, pred)
+        )
+        assert choices.loc[name, 'inputs'] == 1
 
 
 def test_the_funding_carry_reference_is_the_last_rate_times_the_settlements_due(study):
