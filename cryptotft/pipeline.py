@@ -17,16 +17,8 @@ import time
 from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
-from cryptotft.config import (
-    ConfigError,
-    Config,
-    DataError,
-    config_to_dict,
-    interval_ms,
-    new_run_id,
-    validate_run_id,
-    with_overrides,
-)
+from .config import ConfigError, Config, DataError, config_to_dict, interval_ms
+from .config import new_run_id, validate_run_id, with_overrides
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,8 @@ import numpy as np
 import pandas as pd
 from numba import njit
 from .config import ConfigError, DataError, RiskProfile, from_ms, interval_ms, to_ms
-from cryptotft.labels import (
-    SIDES,
-    funding_per_bar,
-    level_scale,
-    lookback_bars,
-    profile_arrays,
-    segment_ends,
-    walk_trade,
-)
+from .labels import SIDES, funding_per_bar, level_scale, lookback_bars
+from .labels import profile_arrays, segment_ends, walk_trade
 
 log = logging.getLogger(__name__)
 
