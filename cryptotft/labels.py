@@ -16,8 +16,8 @@ from .config import ConfigError, DataError, RiskProfile, interval_ms, to_ms
 
 # %% auto #0
 __all__ = ['EXIT_REASONS', 'SIDES', 'LABEL_COLUMNS', 'ProfileArrays', 'profile_arrays', 'segment_ends', 'funding_per_bar',
-           'lookback_bars', 'level_scale', 'walk_trade', 'simulate_entries', 'expected_returns', 'labels_for_storage',
-           'labels_from_storage']
+           'volatility_settings', 'lookback_bars', 'level_scale', 'walk_trade', 'simulate_entries', 'expected_returns',
+           'labels_for_storage', 'labels_from_storage']
 
 # %% ../nbs/04_labels.ipynb #130ed9b1
 EXIT_REASONS = ('stop_loss', 'trailing_stop', 'take_profit', 'timeout')  # code = position; -1 = no label
@@ -80,17 +80,25 @@ def funding_per_bar(ts_ms: np.ndarray, event_ms: np.ndarray, rates: np.ndarray, 
     return out
 
 # %% ../nbs/04_labels.ipynb #cdc51192
+def volatility_settings(profile: RiskProfile | None = None) -> tuple:
+    "What a profile's level scale depends on: (target %, period, limits); () for fixed levels."
+    p = RiskProfile() if profile is None else profile
+    if p.volatility_target_pct == 0:
+        return ()
+    return (float(p.volatility_target_pct), int(p.volatility_period), tuple(map(float, p.volatility_scale_limits)))
+
+
 def lookback_bars(profile: RiskProfile | None = None) -> int:
     "Bars of history before an entry that its level scale needs: 0 for fixed levels."
-    p = RiskProfile() if profile is None else profile
-    return int(p.volatility_period) if p.volatility_target_pct > 0 else 0
+    settings = volatility_settings(profile)
+    return settings[1] if settings else 0
 
 
 def level_scale(high, low, close, profile: RiskProfile | None = None) -> np.ndarray:
     "Per-bar factor on the levels of a trade entered at that bar's close: 1.0 for fixed levels, NaN without history."
     p = RiskProfile() if profile is None else profile
     c = np.asarray(close, np.float64)
-    if p.volatility_target_pct == 0:
+    if not volatility_settings(p):
         return np.ones(len(c))
     k = int(p.volatility_period)
     out = np.full(len(c), np.nan)

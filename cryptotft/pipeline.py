@@ -34,10 +34,11 @@ PREP_VERSION = 1  # bump when the rules of this chapter change what a processed 
 def prep_fingerprint(cfg: Config, interval: str) -> int:
     "48-bit fingerprint of what produces processed rows: indicator set, risk profile and fees, horizon, interval."
     from cryptotft.indicators import FEATURES, WARMUP_BARS
+    from cryptotft.labels import volatility_settings
 
     risk = dataclasses.asdict(cfg.risk_profile)
     risk.pop('leverage')  # labels are unlevered: leverage only sizes backtest positions
-    if risk['volatility_target_pct'] == 0:  # fixed levels: the volatility settings change nothing
+    if not volatility_settings(cfg.risk_profile):  # fixed levels: the volatility settings change nothing
         for key in ('volatility_target_pct', 'volatility_period', 'volatility_scale_limits'):
             risk.pop(key)
     what = {

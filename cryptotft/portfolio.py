@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 from .config import ConfigError, DataError, RiskProfile, from_ms, interval_ms, to_ms
-from .labels import SIDES, funding_per_bar, level_scale, lookback_bars
+from .labels import SIDES, funding_per_bar, level_scale, lookback_bars, volatility_settings
 from .labels import profile_arrays, segment_ends, walk_trade
 
 log = logging.getLogger(__name__)
@@ -49,17 +49,9 @@ class Market(NamedTuple):
         return np.repeat(np.arange(len(self.symbols)), np.diff(self.start))
 
 
-def _volatility(profile: RiskProfile | None) -> tuple:
-    "The settings of a profile that its level scale depends on; () for fixed levels."
-    p = RiskProfile() if profile is None else profile
-    if p.volatility_target_pct == 0:
-        return ()
-    return (float(p.volatility_target_pct), int(p.volatility_period), tuple(map(float, p.volatility_scale_limits)))
-
-
 def _prices(market: Market, profile: RiskProfile | None = None) -> tuple:
     "The price tuple `labels.walk_trade` reads: open, high, low, close, funding, level scale (for `profile`)."
-    if _volatility(profile) != market.volatility:
+    if volatility_settings(profile) != market.volatility:
         raise ConfigError(
             'the market was built for another volatility scaling of the levels than this risk profile: '
             'pass the same profile to market_arrays / read_market'
@@ -100,7 +92,7 @@ def market_arrays(candles, funding=None, interval: str = '15', profile: RiskProf
             rate[a:b] = funding_per_bar(ts[a:b], to_ms(ev['timestamp']), ev['rate'].to_numpy(np.float64), bar_ms)
     o, h, l, c = (df[k].to_numpy(np.float64)[order] for k in ('open', 'high', 'low', 'close'))
     grid = np.unique(ts)
-    scale, volatility = None, _volatility(profile)
+    scale, volatility = None, volatility_settings(profile)
     if volatility:
         scale = np.concatenate([level_scale(h[a:b], l[a:b], c[a:b], profile) for a, b in zip(start[:-1], start[1:])])
     pos = np.searchsorted(grid, ts)
