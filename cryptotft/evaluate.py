@@ -24,13 +24,14 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'FUNDING_INPUTS', 'VOLATILITY_INPUT', 'BARS_PER_DAY', 'TIE_PCT', 'accuracy', 'win_rate', 'REGRESSION_METRICS',
            'CLASSIFICATION_METRICS', 'TRADE_METRICS', 'IC_METRICS', 'LOWER_IS_BETTER', 'NO_SKILL', 'DECISION_ONLY',
-           'FLAGGED', 'LIGHTGBM_PARAMS', 'HEADLINE', 'PREDICTOR_ORDER', 'bootstrap_block', 'block_bootstrap_indices',
-           'bootstrap_weights', 'SideSample', 'panel_index', 'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy',
-           'precision', 'recall', 'f1', 'avg_trade', 'auc', 'tied_ranks', 'ic_time', 'rank_ic_time',
-           'rank_ic_time_tied', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic', 'task_metrics', 'to_score', 'holm',
-           'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'symbol_means', 'funding_carry',
-           'volatility_means', 'Forecast', 'forecast', 'point_forecast', 'eval_frame', 'split_summary', 'label_horizon',
-           'baseline_predictions', 'evaluate_split', 'RunArtifacts', 'run_target_scale', 'load_run_artifacts',
+           'FLAGGED', 'LIGHTGBM_PARAMS', 'NEUTRAL_TO', 'HEADLINE', 'PREDICTOR_ORDER', 'bootstrap_block',
+           'block_bootstrap_indices', 'bootstrap_weights', 'SideSample', 'panel_index', 'side_sample', 'mae', 'rmse',
+           'r2', 'direction_accuracy', 'precision', 'recall', 'f1', 'avg_trade', 'auc', 'tied_ranks', 'ic_time',
+           'rank_ic_time', 'rank_ic_time_tied', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic', 'neutralize',
+           'rank_ic_neutral', 'task_metrics', 'to_score', 'holm', 'metrics_table', 'constant_baselines',
+           'lightgbm_baseline', 'symbol_means', 'funding_carry', 'volatility_means', 'Forecast', 'forecast',
+           'point_forecast', 'eval_frame', 'split_summary', 'label_horizon', 'baseline_predictions',
+           'mechanics_controls', 'evaluate_split', 'RunArtifacts', 'run_target_scale', 'load_run_artifacts',
            'model_key', 'save_predictions', 'stored_predictions', 'run_predictions', 'ensemble_predictions',
            'plot_metrics', 'save_figure', 'model_predictions_of', 'evaluate_run', 'walk_forward_table',
            'walk_forward_summary', 'compact_table', 'verdict']
@@ -175,7 +176,8 @@ def _corr_rows(X, Y) -> np.ndarray:
     "Pearson correlation of each row of X and Y over cells present in both (NaN if < 3 or constant)."
     m = np.isfinite(X) & np.isfinite(Y)
     n = m.sum(1)
-    with np.errstate(invalid='ignore', divide='ignore'):
+    with np.errstate(invalid='ignore', divide='ignore'), warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)  # a row without cells (all NaN): no mean, no IC
         xc = np.where(m, X - np.nanmean(np.where(m, X, np.nan), 1, keepdims=True), 0.0)
         yc = np.where(m, Y - np.nanmean(np.where(m, Y, np.nan), 1, keepdims=True), 0.0)
         r = (xc * yc).sum(1) / np.sqrt((xc**2).sum(1) * (yc**2).sum(1))
@@ -256,6 +258,33 @@ def panel_rank_ic(frame: pd.DataFrame, point, tied: bool = False) -> list[float]
         out.append(float((rank_ic_time_tied if tied else rank_ic_time)(one, s)[0]))
     return out
 
+# %% ../nbs/08_evaluate.ipynb #fa8e93e6
+def neutralize(X, controls) -> np.ndarray:
+    """Each row of X minus its least-squares fit on an intercept and the same row of every panel in `controls`,
+    over the cells where X and every control are known (NaN elsewhere). A row the controls explain entirely
+    (nothing left to rank), or with fewer than two cells beyond the fit's parameters, is all NaN."""
+    X = np.asarray(X, np.float64)
+    known = np.isfinite(X)
+    for c in controls:
+        known &= np.isfinite(c)
+    C = np.where(known[..., None], np.stack([np.ones_like(X), *controls], axis=-1), 0.0)  # (rows, cols, 1 + k)
+    x = np.where(known, X, 0.0)
+    gram = np.einsum('rck,rcl->rkl', C, C)
+    beta = np.linalg.pinv(gram, rtol=1e-10, hermitian=True) @ np.einsum('rck,rc->rk', C, x)[..., None]
+    resid = np.where(known, x - (C @ beta)[..., 0], 0.0)
+    n = np.maximum(known.sum(1), 1)
+    spread = np.where(known, x - (x.sum(1) / n)[:, None], 0.0)
+    left = (resid**2).sum(1) > 1e-9 * (spread**2).sum(1)  # a fit to rounding error leaves nothing
+    left &= known.sum(1) >= C.shape[-1] + 2  # two degrees of freedom at least
+    return np.where(known & left[:, None], resid, np.nan)
+
+
+def rank_ic_neutral(W, s, controls):
+    """`rank_ic_time_tied` of the score's ranks after `neutralize` against the ranks of the `controls` panels
+    (timestamps x symbols): what the score ranks beyond what the controls rank."""
+    P = neutralize(_ranks(_panel(s, s.p), 1), [_ranks(c, 1) for c in controls])
+    return _ic_time(W, P, tied_ranks(_panel(s, s.y), TIE_PCT))
+
 # %% ../nbs/08_evaluate.ipynb #7c052ab7
 REGRESSION_METRICS = {'mae': mae, 'rmse': rmse, 'r2': r2, 'direction_accuracy': direction_accuracy}
 CLASSIFICATION_METRICS = {'accuracy': accuracy, 'precision': precision, 'recall': recall, 'f1': f1, 'auc': auc}
@@ -274,13 +303,14 @@ NO_SKILL = {
     'ic_time': 0.0,
     'rank_ic_time': 0.0,
     'rank_ic_time_tied': 0.0,
+    'rank_ic_neutral': 0.0,
     'ic_symbol': 0.0,
     'rank_ic_symbol': 0.0,
 }
 DECISION_ONLY = ('always_long', 'always_short')
 # comparisons that mean something: precision, recall, F1 and win rate against a reference that never
 # trades (zero) or always trades say nothing about skill, so they are reported but never flagged
-FLAGGED = {'mae', 'rmse', 'r2', 'direction_accuracy', 'accuracy', 'auc', 'avg_trade', *IC_METRICS}
+FLAGGED = {'mae', 'rmse', 'r2', 'direction_accuracy', 'accuracy', 'auc', 'avg_trade', *IC_METRICS, 'rank_ic_neutral'}
 
 
 def task_metrics(task: str) -> dict:
@@ -352,11 +382,20 @@ def metrics_table(
     seed: int = 0,
     reference: str = 'zero',
     versus=('model', 'model_median'),
+    controls: dict | None = None,
 ) -> pd.DataFrame:
     """Every metric of every predictor and side with 95% block-bootstrap intervals and the paired difference to
-    `reference`; the predictors named in `versus` are also compared with every other predictor (column `reference`)."""
+    `reference`; the predictors named in `versus` are also compared with every other predictor (column `reference`).
+    With `controls` (name -> (n,) or (n, 2) values per record, `mechanics_controls`) also `rank_ic_neutral`."""
     row, col, n_rows, n_cols = panel_index(frame['timestamp'], frame['symbol'])
     W = np.vstack([np.ones(n_rows), bootstrap_weights(n_rows, n_boot, block, seed)])
+    panels = {side: [] for side in SIDES}  # each control as a (timestamps, symbols) panel per side
+    for control in (controls or {}).values():
+        v = np.asarray(control, np.float64)
+        for k, side in enumerate(SIDES):
+            m = np.full((n_rows, n_cols), np.nan)
+            m[row, col] = v[:, k] if v.ndim == 2 else v
+            panels[side].append(m)
     values = {}
     for name, pred in predictions.items():
         score = to_score(pred, task)
@@ -366,6 +405,8 @@ def metrics_table(
                 if name in DECISION_ONLY and (m in IC_METRICS or m in ('mae', 'rmse', 'r2')):
                     continue
                 values[name, side, m] = fn(W, s)
+            if panels[side] and name not in DECISION_ONLY:
+                values[name, side, 'rank_ic_neutral'] = rank_ic_neutral(W, s, panels[side])
     pairs = [(name, reference) for name in predictions]
     for name in versus:
         if name in predictions:
@@ -590,6 +631,23 @@ def baseline_predictions(
     return preds
 
 
+NEUTRAL_TO = ('symbol_mean', 'funding_carry')  # the baselines `rank_ic_neutral` controls for, beside the ATR
+
+
+def mechanics_controls(ds, eval_ends, preds: dict, target_scale: str = 'none') -> dict:
+    """What `rank_ic_neutral` neutralises a score against, of what the dataset and the baselines `preds` hold:
+    the window's ATR (`VOLATILITY_INPUT`), the symbol's training mean (of the target a model learned:
+    `symbol_mean_<scale>` when there is one) and the funding carry."""
+    controls = {}
+    if VOLATILITY_INPUT in ds.feature_names:
+        controls['atr'] = ds.features[np.asarray(eval_ends), list(ds.feature_names).index(VOLATILITY_INPUT)]
+    for name in NEUTRAL_TO:
+        own = f'{name}_{target_scale}'
+        if own in preds or name in preds:
+            controls[name] = preds[own if own in preds else name]
+    return controls
+
+
 def evaluate_split(
     ds,
     train_ends,
@@ -610,6 +668,7 @@ def evaluate_split(
         preds = {'model': np.asarray(model_pred)}
     preds = preds | baseline_predictions(ds, train_ends, eval_ends, task, seed=seed, target_scale=target_scale)
     kw.setdefault('block', bootstrap_block(label_horizon(ds)))
+    kw.setdefault('controls', mechanics_controls(ds, eval_ends, preds, target_scale))
     return metrics_table(eval_frame(ds, eval_ends), preds, task, n_boot=n_boot, seed=seed, **kw)
 
 # %% ../nbs/08_evaluate.ipynb #66239163
@@ -835,7 +894,7 @@ def walk_forward_table(cfg: Config, run_ids, runs_dir='runs', n_boot: int = 500,
     "Out-of-sample metrics per fold run (or list of a fold's ensemble runs) and pooled over all folds (column `fold`)."
     if not len(run_ids):
         raise ConfigError('walk_forward_table needs the run ids of one or more folds')
-    tables, frames, preds, task, block = [], [], [], 'regression', BARS_PER_DAY
+    tables, frames, preds, controls, task, block = [], [], [], [], 'regression', BARS_PER_DAY
     for run_id in run_ids:
         members = [run_id] if isinstance(run_id, str) else list(run_id)
         art = load_run_artifacts(cfg, members[0], runs_dir)
@@ -848,14 +907,16 @@ def walk_forward_table(cfg: Config, run_ids, runs_dir='runs', n_boot: int = 500,
         task = art.task
         block = bootstrap_block(label_horizon(art.ds))
         frame = eval_frame(art.ds, ends)
-        t = metrics_table(frame, named, task, n_boot=n_boot, block=block, seed=cfg.training.seed)
+        held = mechanics_controls(art.ds, ends, named, art.target_scale)
+        t = metrics_table(frame, named, task, n_boot=n_boot, block=block, seed=cfg.training.seed, controls=held)
         tables.append(t.assign(fold=str(fold), run_id='+'.join(members)))
         frames.append(frame)
         preds.append(named)
+        controls.append(held)
     pooled = {name: np.concatenate([p[name] for p in preds]) for name in preds[0]}
-    t = metrics_table(
-        pd.concat(frames, ignore_index=True), pooled, task, n_boot=n_boot, block=block, seed=cfg.training.seed
-    )
+    pooled_controls = {name: np.concatenate([c[name] for c in controls]) for name in controls[0]}
+    frame = pd.concat(frames, ignore_index=True)
+    t = metrics_table(frame, pooled, task, n_boot=n_boot, block=block, seed=cfg.training.seed, controls=pooled_controls)
     table = pd.concat([*tables, t.assign(fold='pooled', run_id='')], ignore_index=True)
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
