@@ -273,17 +273,26 @@ def neutralize(X, controls) -> np.ndarray:
     beta = np.linalg.pinv(gram, rtol=1e-10, hermitian=True) @ np.einsum('rck,rc->rk', C, x)[..., None]
     resid = np.where(known, x - (C @ beta)[..., 0], 0.0)
     n = np.maximum(known.sum(1), 1)
-    spread = np.where(known, x - (x.sum(1) / n)[:, None], 0.0)
-    left = (resid**2).sum(1) > 1e-9 * (spread**2).sum(1)  # a fit to rounding error leaves nothing
+    spread = (np.where(known, x - (x.sum(1) / n)[:, None], 0.0) ** 2).sum(1)
+    left = (spread > 0) & ((resid**2).sum(1) > 1e-9 * spread)  # a constant, or a fit to rounding error: nothing
     left &= known.sum(1) >= C.shape[-1] + 2  # two degrees of freedom at least
     return np.where(known & left[:, None], resid, np.nan)
 
 
 def rank_ic_neutral(W, s, controls):
     """`rank_ic_time_tied` of the score's ranks after `neutralize` against the ranks of the `controls` panels
-    (timestamps x symbols): what the score ranks beyond what the controls rank."""
-    P = neutralize(_ranks(_panel(s, s.p), 1), [_ranks(c, 1) for c in controls])
-    return _ic_time(W, P, tied_ranks(_panel(s, s.y), TIE_PCT))
+    (timestamps x symbols): what the score ranks beyond what the controls rank. Score, controls and returns are
+    ranked over the same cells: those where all of them are known."""
+    P = _panel(s, s.p)
+    known = np.isfinite(P)
+    for c in controls:
+        known &= np.isfinite(c)
+
+    def ranked(X):
+        return _ranks(np.where(known, X, np.nan), 1)
+
+    P = neutralize(ranked(P), [ranked(c) for c in controls])
+    return _ic_time(W, P, tied_ranks(np.where(known, _panel(s, s.y), np.nan), TIE_PCT))
 
 # %% ../nbs/08_evaluate.ipynb #7c052ab7
 REGRESSION_METRICS = {'mae': mae, 'rmse': rmse, 'r2': r2, 'direction_accuracy': direction_accuracy}
