@@ -16,25 +16,25 @@ from pathlib import Path
 from typing import NamedTuple
 import numpy as np
 import pandas as pd
-from .config import Config, ConfigError, DataError, from_ms, to_ms
+from .config import Config, ConfigError, DataError, from_ms, interval_ms, to_ms
 from .labels import SIDES
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'FUNDING_INPUTS', 'VOLATILITY_INPUT', 'BARS_PER_DAY', 'TIE_PCT', 'accuracy', 'win_rate', 'REGRESSION_METRICS',
-           'CLASSIFICATION_METRICS', 'TRADE_METRICS', 'IC_METRICS', 'LOWER_IS_BETTER', 'NO_SKILL', 'DECISION_ONLY',
-           'FLAGGED', 'LIGHTGBM_PARAMS', 'NEUTRAL_TO', 'HEADLINE', 'PREDICTOR_ORDER', 'bootstrap_block',
-           'block_bootstrap_indices', 'bootstrap_weights', 'SideSample', 'panel_index', 'side_sample', 'mae', 'rmse',
-           'r2', 'direction_accuracy', 'precision', 'recall', 'f1', 'avg_trade', 'auc', 'tied_ranks', 'ic_time',
-           'rank_ic_time', 'rank_ic_time_tied', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic', 'neutralize',
-           'rank_ic_neutral', 'task_metrics', 'to_score', 'holm', 'metrics_table', 'constant_baselines',
-           'lightgbm_baseline', 'symbol_means', 'funding_carry', 'volatility_means', 'Forecast', 'forecast',
-           'point_forecast', 'eval_frame', 'split_summary', 'label_horizon', 'baseline_predictions',
-           'mechanics_controls', 'evaluate_split', 'RunArtifacts', 'run_target_scale', 'load_run_artifacts',
-           'model_key', 'save_predictions', 'stored_predictions', 'run_predictions', 'ensemble_predictions',
-           'plot_metrics', 'save_figure', 'model_predictions_of', 'evaluate_run', 'walk_forward_table',
-           'walk_forward_summary', 'compact_table', 'verdict']
+__all__ = ['log', 'FUNDING_INPUTS', 'VOLATILITY_INPUT', 'BARS_PER_DAY', 'TIE_PCT', 'accuracy', 'win_rate', 'TOP_SHARE',
+           'REGRESSION_METRICS', 'CLASSIFICATION_METRICS', 'TRADE_METRICS', 'IC_METRICS', 'LOWER_IS_BETTER', 'NO_SKILL',
+           'DECISION_ONLY', 'FLAGGED', 'LIGHTGBM_PARAMS', 'NEUTRAL_TO', 'HEADLINE', 'PREDICTOR_ORDER',
+           'bootstrap_block', 'block_bootstrap_indices', 'bootstrap_weights', 'SideSample', 'panel_index',
+           'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy', 'precision', 'recall', 'f1', 'avg_trade', 'auc',
+           'tied_ranks', 'ic_time', 'rank_ic_time', 'rank_ic_time_tied', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic',
+           'neutralize', 'rank_ic_neutral', 'trailing_mean', 'top_quarter_excess', 'task_metrics', 'to_score', 'holm',
+           'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'symbol_means', 'funding_carry',
+           'volatility_means', 'Forecast', 'forecast', 'point_forecast', 'eval_frame', 'split_summary', 'label_horizon',
+           'baseline_predictions', 'mechanics_controls', 'evaluate_split', 'RunArtifacts', 'run_target_scale',
+           'load_run_artifacts', 'model_key', 'save_predictions', 'stored_predictions', 'run_predictions',
+           'ensemble_predictions', 'plot_metrics', 'save_figure', 'model_predictions_of', 'evaluate_run',
+           'walk_forward_table', 'walk_forward_summary', 'compact_table', 'verdict']
 
 # %% ../nbs/08_evaluate.ipynb #666734c8
 FUNDING_INPUTS = ('funding_bp', 'hours_to_funding', 'funding_interval_h')  # what funding_carry reads
@@ -294,6 +294,48 @@ def rank_ic_neutral(W, s, controls):
     P = neutralize(ranked(P), [ranked(c) for c in controls])
     return _ic_time(W, P, tied_ranks(np.where(known, _panel(s, s.y), np.nan), TIE_PCT))
 
+# %% ../nbs/08_evaluate.ipynb #375bcb16
+def trailing_mean(x, symbol_id, timestamps, bars: int, bar_ms: int = 900_000) -> np.ndarray:
+    """Mean of `x` over each row and the `bars - 1` bars before it of the same symbol; NaN where one of those bars
+    is missing (the symbol's first bars, a gap in its timestamps) or not finite. Causal: a row reads nothing later."""
+    x = np.asarray(x, np.float64)
+    ts = np.asarray(timestamps, np.int64)
+    who = np.asarray(symbol_id)
+    order = np.lexsort((ts, who))
+    xs = x[order]
+    opens = np.ones(len(xs), bool)  # a row that starts a run of consecutive bars of one symbol
+    opens[1:] = (who[order][1:] != who[order][:-1]) | (np.diff(ts[order]) != bar_ms)
+    first = np.flatnonzero(opens)[np.cumsum(opens) - 1]  # the first row of each row's run
+    ok = np.isfinite(xs)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(ok, xs, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(ok)])
+    i = np.arange(len(xs))
+    lo = np.maximum(i + 1 - bars, first)
+    full = (i + 1 - first >= bars) & (counts[i + 1] - counts[lo] == bars)
+    out = np.empty(len(xs))
+    out[order] = np.where(full, (sums[i + 1] - sums[lo]) / bars, np.nan)
+    return out
+
+# %% ../nbs/08_evaluate.ipynb #6bf372af
+TOP_SHARE = 0.25  # the quarter of the symbols at a bar that `top_quarter_excess` takes
+
+
+def top_quarter_excess(W, s):
+    """Mean realised return of the `TOP_SHARE` of each bar's symbols with the highest scores, less the bar's mean
+    over all its symbols, averaged over bars (the labels' units: % per trade). Ties at the edge share its places."""
+    P = _panel(s, s.p)
+    Y = _panel(s, s.y)
+    n = np.isfinite(P).sum(1, keepdims=True)
+    k = np.floor(n * TOP_SHARE)
+    lo = pd.DataFrame(P).rank(axis=1, method='min').to_numpy()  # a tied group holds places lo .. hi
+    hi = pd.DataFrame(P).rank(axis=1, method='max').to_numpy()
+    share = np.clip(hi - np.maximum(lo - 1, n - k), 0, None) / (hi - lo + 1)  # its part of the top k places
+    with np.errstate(invalid='ignore', divide='ignore'), warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)  # a bar without cells: no mean, no value
+        e = np.nansum(share * Y, 1) / k[:, 0] - np.nanmean(Y, 1)
+    e = np.where(n[:, 0] >= 4, e, np.nan)
+    return _ratio(W @ np.nan_to_num(e), W @ np.isfinite(e))
+
 # %% ../nbs/08_evaluate.ipynb #7c052ab7
 REGRESSION_METRICS = {'mae': mae, 'rmse': rmse, 'r2': r2, 'direction_accuracy': direction_accuracy}
 CLASSIFICATION_METRICS = {'accuracy': accuracy, 'precision': precision, 'recall': recall, 'f1': f1, 'auc': auc}
@@ -304,6 +346,7 @@ IC_METRICS = {
     'rank_ic_time_tied': rank_ic_time_tied,
     'ic_symbol': ic_symbol,
     'rank_ic_symbol': rank_ic_symbol,
+    'top_quarter_excess': top_quarter_excess,
 }
 LOWER_IS_BETTER = {'mae', 'rmse'}
 NO_SKILL = {
@@ -315,6 +358,7 @@ NO_SKILL = {
     'rank_ic_neutral': 0.0,
     'ic_symbol': 0.0,
     'rank_ic_symbol': 0.0,
+    'top_quarter_excess': 0.0,
 }
 DECISION_ONLY = ('always_long', 'always_short')
 # comparisons that mean something: precision, recall, F1 and win rate against a reference that never
@@ -640,16 +684,22 @@ def baseline_predictions(
     return preds
 
 
-NEUTRAL_TO = ('symbol_mean', 'funding_carry')  # the baselines `rank_ic_neutral` controls for, beside the ATR
+NEUTRAL_TO = ('symbol_mean', 'funding_carry')  # the baselines `rank_ic_neutral` controls for, beside the ATRs
 
 
 def mechanics_controls(ds, eval_ends, preds: dict, target_scale: str = 'none') -> dict:
     """What `rank_ic_neutral` neutralises a score against, of what the dataset and the baselines `preds` hold:
-    the window's ATR (`VOLATILITY_INPUT`), the symbol's training mean (of the target a model learned:
-    `symbol_mean_<scale>` when there is one) and the funding carry."""
+    the window's ATR (`VOLATILITY_INPUT`) and its mean over the level scale's period (`atr_day`: one day), the
+    symbol's training mean (of the target a model learned: `symbol_mean_<scale>` when there is one) and the
+    funding carry."""
     controls = {}
     if VOLATILITY_INPUT in ds.feature_names:
-        controls['atr'] = ds.features[np.asarray(eval_ends), list(ds.feature_names).index(VOLATILITY_INPUT)]
+        atr = ds.features[:, list(ds.feature_names).index(VOLATILITY_INPUT)]
+        ends = np.asarray(eval_ends)
+        period = int(ds.config.get('risk_profile', {}).get('volatility_period', BARS_PER_DAY))
+        bar = interval_ms(str(ds.config.get('data_download', {}).get('interval', '15')))
+        controls['atr'] = atr[ends]
+        controls['atr_day'] = trailing_mean(atr, ds.symbol_id, ds.timestamps, period, bar)[ends]
     for name in NEUTRAL_TO:
         own = f'{name}_{target_scale}'
         if own in preds or name in preds:
