@@ -223,7 +223,7 @@ class ModelConfig:
     symbol_prior: bool = False  # regression: the symbol's training-mean target added to the outputs; learn the rest
 
 # %% ../nbs/00_config.ipynb #3d346574
-TARGET_SCALES = ('none', 'volatility', 'rank')  # training.target_scale: what the model learns instead of raw returns
+TARGET_SCALES = ('none', 'volatility', 'rank', 'rank_neutral')  # training.target_scale: learned instead of returns
 CHECKPOINT_METRICS = ('loss', 'rank_ic')  # training.checkpoint_metric: val_loss (lower) or val_rank_ic (higher)
 
 
@@ -250,6 +250,7 @@ class TrainingConfig:
     data_parallel: bool = False  # train on all GPUs of the machine at once (tf.distribute.MirroredStrategy)
     checkpoint_metric: str = 'loss'  # what keeps the checkpoint and stops early: validation 'loss' or 'rank_ic'
     target_scale: str = 'none'  # 'volatility': return / ATR % at the window end, scaled back; 'rank': cross-section
+    # rank; 'rank_neutral': that rank with the ATR, one-day ATR and funding carry taken out (evaluate)
 
 # %% ../nbs/00_config.ipynb #b78ab4d1
 @dataclass(frozen=True)

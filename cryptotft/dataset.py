@@ -137,13 +137,17 @@ class Dataset:
             raise ConfigError(f"target_scale {scale!r} transforms returns: it needs task 'regression', not {task!r}")
         if scale == 'rank':
             return cross_sectional_rank(y, self.timestamps)
+        if scale == 'rank_neutral':
+            from .evaluate import neutral_rank_target  # evaluation's neutralisation: one definition
+
+            return neutral_rank_target(self)
         return y / self.target_scale(scale)[:, None]
 
     def target_scale(self, kind: str = 'none', rows=slice(None)) -> np.ndarray:
         "Divisor of the targets at `rows`: the row's ATR in percent, floored ('volatility'), else 1 (nothing to undo)."
         if kind not in TARGET_SCALES:
             raise ConfigError(f"target_scale must be one of {', '.join(TARGET_SCALES)}, not {kind!r}")
-        if kind in ('none', 'rank'):
+        if kind in ('none', 'rank', 'rank_neutral'):
             return np.ones(len(self.timestamps[rows]), np.float32)
         if VOLATILITY_FEATURE not in self.feature_names:
             raise DataError(f"target_scale 'volatility' needs the input {VOLATILITY_FEATURE!r}: this dataset lacks it")
@@ -153,7 +157,11 @@ class Dataset:
     def unscale(self, pred, ends, kind: str = 'none') -> np.ndarray:
         "Forecasts of the windows ending at `ends` (learned on targets scaled by `kind`) back in percent."
         pred = np.asarray(pred)
-        if kind in ('none', 'rank'):  # raw returns need nothing; rank scores have no percent to go back to
+        if kind in (
+            'none',
+            'rank',
+            'rank_neutral',
+        ):  # raw returns need nothing; rank scores have no percent to go back to
             return pred
         scale = self.target_scale(kind, np.asarray(ends))
         return pred * scale.reshape(-1, *[1] * (pred.ndim - 1)).astype(pred.dtype)

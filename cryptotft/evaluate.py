@@ -31,10 +31,10 @@ __all__ = ['log', 'FUNDING_INPUTS', 'VOLATILITY_INPUT', 'BARS_PER_DAY', 'TIE_PCT
            'neutralize', 'rank_ic_neutral', 'trailing_mean', 'top_quarter_excess', 'task_metrics', 'to_score', 'holm',
            'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'symbol_means', 'funding_carry',
            'volatility_means', 'Forecast', 'forecast', 'point_forecast', 'eval_frame', 'split_summary', 'label_horizon',
-           'baseline_predictions', 'mechanics_controls', 'evaluate_split', 'RunArtifacts', 'run_target_scale',
-           'load_run_artifacts', 'model_key', 'save_predictions', 'stored_predictions', 'run_predictions',
-           'ensemble_predictions', 'plot_metrics', 'save_figure', 'model_predictions_of', 'evaluate_run',
-           'walk_forward_table', 'walk_forward_summary', 'compact_table', 'verdict']
+           'baseline_predictions', 'mechanics_controls', 'evaluate_split', 'neutral_rank_target', 'RunArtifacts',
+           'run_target_scale', 'load_run_artifacts', 'model_key', 'save_predictions', 'stored_predictions',
+           'run_predictions', 'ensemble_predictions', 'plot_metrics', 'save_figure', 'model_predictions_of',
+           'evaluate_run', 'walk_forward_table', 'walk_forward_summary', 'compact_table', 'verdict']
 
 # %% ../nbs/08_evaluate.ipynb #666734c8
 FUNDING_INPUTS = ('funding_bp', 'hours_to_funding', 'funding_interval_h')  # what funding_carry reads
@@ -730,6 +730,32 @@ def evaluate_split(
     kw.setdefault('controls', mechanics_controls(ds, eval_ends, preds, target_scale))
     return metrics_table(eval_frame(ds, eval_ends), preds, task, n_boot=n_boot, seed=seed, **kw)
 
+# %% ../nbs/08_evaluate.ipynb #22244e7b
+def neutral_rank_target(ds) -> np.ndarray:
+    """(N, 2) float32: each row's cross-sectional rank of the buy and sell return at its bar, in [-1, 1], less its
+    fit on the ranks of the ATR, the one-day ATR and the funding carry (`neutralize`); NaN where there is none."""
+    y = ds.labels[:, [list(ds.label_names).index(c) for c in ('buy_return', 'sell_return')]].astype(np.float64)
+    preds = {}
+    if set(FUNDING_INPUTS) <= set(ds.feature_names):
+        preds['funding_carry'] = funding_carry(ds.features, ds.feature_names, label_horizon(ds))
+    controls = list(mechanics_controls(ds, np.arange(len(y)), preds).values())
+    _, row = np.unique(ds.timestamps, return_inverse=True)
+    col = np.asarray(ds.symbol_id)
+    out = np.full(y.shape, np.nan, np.float32)
+    for k in range(2):
+        panels = []
+        for v in [y[:, k], *[c[:, k] if c.ndim == 2 else c for c in map(np.asarray, controls)]]:
+            m = np.full((row.max() + 1, len(ds.symbols)), np.nan)
+            m[row, col] = v
+            panels.append(m)
+        known = np.logical_and.reduce([np.isfinite(m) for m in panels])
+        ranks = [_ranks(np.where(known, m, np.nan), 1) for m in panels]
+        n = known.sum(1, keepdims=True)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            scaled = 2 * (ranks[0] - 1) / (n - 1) - 1  # as `cross_sectional_rank`: [-1, 1]
+        out[:, k] = neutralize(scaled, ranks[1:])[row, col]
+    return out
+
 # %% ../nbs/08_evaluate.ipynb #66239163
 class RunArtifacts(NamedTuple):
     "What evaluation needs from a run folder."
@@ -772,7 +798,7 @@ def load_run_artifacts(cfg: Config, run_id: str, runs_dir='runs') -> RunArtifact
     if task == 'regression' and not meta.get('tft_config', {}).get('mean_head', False):
         log.warning('run %s was trained before the mean head: it is reported as median-only', run_id)
     scale = run_target_scale(meta)
-    if scale == 'rank':
+    if scale in ('rank', 'rank_neutral'):
         log.warning('run %s learned cross-sectional ranks: its forecasts are scores in [-1, 1], not percent', run_id)
     return RunArtifacts(run_id, run_dir, model, meta, ds, task, quantiles, scale)
 

@@ -407,8 +407,8 @@ def _check_selection(cfg: Config, ds: Dataset, task: str):
         raise ConfigError("training.checkpoint_metric 'rank_ic' ranks symbols at each bar: it needs three or more")
     if t.target_scale != 'none' and task != 'regression':
         raise ConfigError(f"training.target_scale {t.target_scale!r} transforms returns: use it with task 'regression'")
-    if t.target_scale == 'rank' and len(ds.symbols) < 3:
-        raise ConfigError("training.target_scale 'rank' ranks symbols at each bar: it needs three or more")
+    if t.target_scale in ('rank', 'rank_neutral') and len(ds.symbols) < 3:
+        raise ConfigError(f"training.target_scale {t.target_scale!r} ranks symbols at each bar: it needs three or more")
     ds.target_scale(t.target_scale, slice(0, 1))  # a missing volatility input fails here
 
 # %% ../nbs/07_train.ipynb #c40f8a17
@@ -485,8 +485,8 @@ def _scale_record(kind: str) -> dict:
     "What the model learned instead of returns: predict and evaluate undo a scale; rank scores stay scores."
     if kind == 'none':
         return {'kind': 'none'}
-    if kind == 'rank':
-        return {'kind': 'rank', 'percent': False, 'range': [-1, 1]}  # cross_sectional_rank of each bar
+    if kind in ('rank', 'rank_neutral'):
+        return {'kind': kind, 'percent': False, 'range': [-1, 1]}  # cross_sectional_rank of each bar
     return {'kind': kind, 'feature': VOLATILITY_FEATURE, 'percent': True, 'floor_pct': VOLATILITY_FLOOR_PCT}
 
 # %% ../nbs/07_train.ipynb #11cbce58
@@ -586,10 +586,13 @@ def train(
     if db is not None:
         db.upsert('training_sequences', split_table(ds, run_id))
     tensors = dataset_tensors(ds, task, cfg.training.target_scale)  # the model learns the scaled targets
+    learnable = np.isfinite(tensors[2].numpy()).all(1)  # a neutral rank has no value at a bar with too few symbols
+    fit_train_ends = train_ends[learnable[train_ends]]
     fit_val_ends = fit_validation_ends(ds, val_ends, val_stride(cfg))  # all of them after fit
+    fit_val_ends = fit_val_ends[learnable[fit_val_ends]]
     fit = model.fit(
-        window_pipeline(ds, train_ends, task, bs, True, cfg.training.seed, tensors, repeat=True),  # full batches
-        steps_per_epoch=_epoch_steps(len(train_ends), bs, cfg),
+        window_pipeline(ds, fit_train_ends, task, bs, True, cfg.training.seed, tensors, repeat=True),  # full batches
+        steps_per_epoch=_epoch_steps(len(fit_train_ends), bs, cfg),
         validation_data=window_pipeline(ds, fit_val_ends, task, bs, tensors=tensors),
         epochs=cfg.model.epochs,
         callbacks=_callbacks(cfg, run_dir, ds, fit_val_ends, task, live_plots, tcfg.quantiles),

@@ -28,7 +28,7 @@ TINY = {  # a few minutes on 2 CPU cores: 7 symbols x 30 days, 16-bar windows an
     'n_boot': 30,
     # the vol-scaled, rank-IC-checkpointed one, a cross-sectional rank target, and a seed ensemble (one more tiny
     # run: seed 42 is 'indicators')
-    'candidates': 'indicators,context,indicators-vol-rank-ic,indicators-csrank,indicators-x2',
+    'candidates': 'indicators,context,indicators-vol-rank-ic,indicators-csrank,indicators-x2,context-csneutral-anon',
 }
 
 
@@ -101,6 +101,7 @@ def test_choice_table_records_every_configuration_and_the_walk_forward_uses_the_
     tft = choices[choices.model == 'TFT']
     assert sorted(tft.configuration) == [
         'context',
+        'context-csneutral-anon',
         'indicators',
         'indicators-csrank',
         'indicators-vol-rank-ic',
@@ -112,6 +113,7 @@ def test_choice_table_records_every_configuration_and_the_walk_forward_uses_the_
         'indicators-vol-rank-ic': 1,
         'indicators-csrank': 1,
         'indicators-x2': 2,
+        'context-csneutral-anon': 1,
     }
     assert np.isfinite(tft[['val_rank_ic_buy', 'val_rank_ic_sell', 'val_rank_ic']].to_numpy()).all()
     assert np.isfinite(tft[['val_rank_ic_tied_buy', 'val_rank_ic_tied_sell', 'val_rank_ic_tied']].to_numpy()).all()
@@ -119,6 +121,7 @@ def test_choice_table_records_every_configuration_and_the_walk_forward_uses_the_
     assert options.loc['indicators'].tolist() == ['loss', 'none']
     assert options.loc['indicators-vol-rank-ic'].tolist() == ['rank_ic', 'volatility']
     assert options.loc['indicators-csrank'].tolist() == ['loss', 'rank']
+    assert options.loc['context-csneutral-anon'].tolist() == ['loss', 'rank_neutral']  # the mechanics taken out
     ranked = tft.set_index('configuration').loc['indicators-vol-rank-ic']
     assert ranked.best_epoch == 1 and np.isfinite(float(ranked.val_rank_ic_per_epoch))  # one epoch, its rank IC
     assert choices.chosen.sum() == 1
