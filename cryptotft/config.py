@@ -22,11 +22,11 @@ import pandas as pd
 import yaml
 
 # %% auto #0
-__all__ = ['INTERVAL_MINUTES', 'RUN_ID_PATTERN', 'SYMBOL_PATTERN', 'TARGET_SCALES', 'CHECKPOINT_METRICS', 'CryptoTFTError',
-           'ConfigError', 'DataError', 'ExchangeError', 'TemporaryExchangeError', 'RateLimited', 'interval_ms', 'to_ms',
-           'from_ms', 'new_run_id', 'validate_run_id', 'check_symbol', 'DatabaseConfig', 'BybitConfig',
-           'DownloadConfig', 'RiskProfile', 'ModelConfig', 'TrainingConfig', 'Config', 'config_from_dict', 'apply_env',
-           'load_config', 'with_overrides', 'config_to_dict']
+__all__ = ['INTERVAL_MINUTES', 'RUN_ID_PATTERN', 'SYMBOL_PATTERN', 'TARGET_SCALES', 'SCORE_SCALES', 'CHECKPOINT_METRICS',
+           'CryptoTFTError', 'ConfigError', 'DataError', 'ExchangeError', 'TemporaryExchangeError', 'RateLimited',
+           'interval_ms', 'to_ms', 'from_ms', 'new_run_id', 'validate_run_id', 'check_symbol', 'DatabaseConfig',
+           'BybitConfig', 'DownloadConfig', 'RiskProfile', 'ModelConfig', 'TrainingConfig', 'Config',
+           'config_from_dict', 'apply_env', 'load_config', 'with_overrides', 'config_to_dict']
 
 # %% ../nbs/00_config.ipynb #7f782c52
 class CryptoTFTError(Exception):
@@ -224,6 +224,7 @@ class ModelConfig:
 
 # %% ../nbs/00_config.ipynb #3d346574
 TARGET_SCALES = ('none', 'volatility', 'rank', 'rank_neutral')  # training.target_scale: learned instead of returns
+SCORE_SCALES = ('rank', 'rank_neutral')  # the target scales whose forecasts are scores in [-1, 1], not percent
 CHECKPOINT_METRICS = ('loss', 'rank_ic')  # training.checkpoint_metric: val_loss (lower) or val_rank_ic (higher)
 
 

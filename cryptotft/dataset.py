@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .config import TARGET_SCALES, Config, ConfigError, DataError, config_to_dict, interval_ms, to_ms
+from .config import SCORE_SCALES, TARGET_SCALES, Config, ConfigError, DataError, config_to_dict, interval_ms
+from .config import to_ms
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class Dataset:
         "Divisor of the targets at `rows`: the row's ATR in percent, floored ('volatility'), else 1 (nothing to undo)."
         if kind not in TARGET_SCALES:
             raise ConfigError(f"target_scale must be one of {', '.join(TARGET_SCALES)}, not {kind!r}")
-        if kind in ('none', 'rank', 'rank_neutral'):
+        if kind in ('none', *SCORE_SCALES):
             return np.ones(len(self.timestamps[rows]), np.float32)
         if VOLATILITY_FEATURE not in self.feature_names:
             raise DataError(f"target_scale 'volatility' needs the input {VOLATILITY_FEATURE!r}: this dataset lacks it")
@@ -157,11 +158,7 @@ class Dataset:
     def unscale(self, pred, ends, kind: str = 'none') -> np.ndarray:
         "Forecasts of the windows ending at `ends` (learned on targets scaled by `kind`) back in percent."
         pred = np.asarray(pred)
-        if kind in (
-            'none',
-            'rank',
-            'rank_neutral',
-        ):  # raw returns need nothing; rank scores have no percent to go back to
+        if kind in ('none', *SCORE_SCALES):  # raw returns need nothing; scores have no percent to go back to
             return pred
         scale = self.target_scale(kind, np.asarray(ends))
         return pred * scale.reshape(-1, *[1] * (pred.ndim - 1)).astype(pred.dtype)

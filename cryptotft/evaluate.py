@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 import numpy as np
 import pandas as pd
-from .config import Config, ConfigError, DataError, from_ms, interval_ms, to_ms
+from .config import SCORE_SCALES, Config, ConfigError, DataError, from_ms, interval_ms, to_ms
 from .labels import SIDES
 
 log = logging.getLogger(__name__)
@@ -798,7 +798,7 @@ def load_run_artifacts(cfg: Config, run_id: str, runs_dir='runs') -> RunArtifact
     if task == 'regression' and not meta.get('tft_config', {}).get('mean_head', False):
         log.warning('run %s was trained before the mean head: it is reported as median-only', run_id)
     scale = run_target_scale(meta)
-    if scale in ('rank', 'rank_neutral'):
+    if scale in SCORE_SCALES:
         log.warning('run %s learned cross-sectional ranks: its forecasts are scores in [-1, 1], not percent', run_id)
     return RunArtifacts(run_id, run_dir, model, meta, ds, task, quantiles, scale)
 

@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 from cryptotft.config import (
+    SCORE_SCALES,
     Config,
     ConfigError,
     DataError,
@@ -407,7 +408,7 @@ def _check_selection(cfg: Config, ds: Dataset, task: str):
         raise ConfigError("training.checkpoint_metric 'rank_ic' ranks symbols at each bar: it needs three or more")
     if t.target_scale != 'none' and task != 'regression':
         raise ConfigError(f"training.target_scale {t.target_scale!r} transforms returns: use it with task 'regression'")
-    if t.target_scale in ('rank', 'rank_neutral') and len(ds.symbols) < 3:
+    if t.target_scale in SCORE_SCALES and len(ds.symbols) < 3:
         raise ConfigError(f"training.target_scale {t.target_scale!r} ranks symbols at each bar: it needs three or more")
     ds.target_scale(t.target_scale, slice(0, 1))  # a missing volatility input fails here
 
@@ -485,8 +486,8 @@ def _scale_record(kind: str) -> dict:
     "What the model learned instead of returns: predict and evaluate undo a scale; rank scores stay scores."
     if kind == 'none':
         return {'kind': 'none'}
-    if kind in ('rank', 'rank_neutral'):
-        return {'kind': kind, 'percent': False, 'range': [-1, 1]}  # cross_sectional_rank of each bar
+    if kind in SCORE_SCALES:
+        return {'kind': kind, 'percent': False, 'range': [-1, 1]}  # a cross-sectional rank of each bar
     return {'kind': kind, 'feature': VOLATILITY_FEATURE, 'percent': True, 'floor_pct': VOLATILITY_FLOOR_PCT}
 
 # %% ../nbs/07_train.ipynb #11cbce58
