@@ -410,6 +410,8 @@ def _check_selection(cfg: Config, ds: Dataset, task: str):
         raise ConfigError(f"training.target_scale {t.target_scale!r} transforms returns: use it with task 'regression'")
     if t.target_scale in SCORE_SCALES and len(ds.symbols) < 3:
         raise ConfigError(f"training.target_scale {t.target_scale!r} ranks symbols at each bar: it needs three or more")
+    if t.target_scale == 'rank_neutral' and len(ds.symbols) < 6:  # intercept + 3 controls + 2 degrees of freedom
+        raise ConfigError("training.target_scale 'rank_neutral' fits three controls at each bar: it needs 6 symbols")
     ds.target_scale(t.target_scale, slice(0, 1))  # a missing volatility input fails here
 
 # %% ../nbs/07_train.ipynb #c40f8a17
