@@ -28,13 +28,14 @@ __all__ = ['log', 'FUNDING_INPUTS', 'VOLATILITY_INPUT', 'BARS_PER_DAY', 'TIE_PCT
            'bootstrap_block', 'block_bootstrap_indices', 'bootstrap_weights', 'SideSample', 'panel_index',
            'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy', 'precision', 'recall', 'f1', 'avg_trade', 'auc',
            'tied_ranks', 'ic_time', 'rank_ic_time', 'rank_ic_time_tied', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic',
-           'neutralize', 'rank_ic_neutral', 'trailing_mean', 'top_quarter_excess', 'task_metrics', 'to_score', 'holm',
-           'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'symbol_means', 'funding_carry',
-           'volatility_means', 'Forecast', 'forecast', 'point_forecast', 'eval_frame', 'split_summary', 'label_horizon',
-           'baseline_predictions', 'mechanics_controls', 'evaluate_split', 'neutral_rank_target', 'RunArtifacts',
-           'run_target_scale', 'load_run_artifacts', 'model_key', 'save_predictions', 'stored_predictions',
-           'run_predictions', 'ensemble_predictions', 'plot_metrics', 'save_figure', 'model_predictions_of',
-           'evaluate_run', 'walk_forward_table', 'walk_forward_summary', 'compact_table', 'verdict']
+           'neutralize', 'rank_ic_neutral', 'side_panel', 'trailing_mean', 'top_quarter_excess', 'task_metrics',
+           'to_score', 'holm', 'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'symbol_means',
+           'funding_carry', 'volatility_means', 'Forecast', 'forecast', 'point_forecast', 'eval_frame', 'split_summary',
+           'label_horizon', 'baseline_predictions', 'mechanics_controls', 'evaluate_split', 'neutral_rank_target',
+           'RunArtifacts', 'run_target_scale', 'load_run_artifacts', 'model_key', 'save_predictions',
+           'stored_predictions', 'run_predictions', 'ensemble_predictions', 'plot_metrics', 'save_figure',
+           'model_predictions_of', 'evaluate_run', 'walk_forward_table', 'walk_forward_summary', 'compact_table',
+           'verdict']
 
 # %% ../nbs/08_evaluate.ipynb #666734c8
 FUNDING_INPUTS = ('funding_bp', 'hours_to_funding', 'funding_interval_h')  # what funding_carry reads
@@ -279,20 +280,28 @@ def neutralize(X, controls) -> np.ndarray:
     return np.where(known & left[:, None], resid, np.nan)
 
 
+def _neutral_ranks(X, controls) -> tuple[np.ndarray, np.ndarray]:
+    """X's ranks along each row, `neutralize`d against the controls' ranks, all of them ranked over the same cells
+    (those where X and every control are known); and those cells."""
+    known = np.logical_and.reduce([np.isfinite(m) for m in (X, *controls)])
+    ranked = [_ranks(np.where(known, m, np.nan), 1) for m in (X, *controls)]
+    return neutralize(ranked[0], ranked[1:]), known
+
+
 def rank_ic_neutral(W, s, controls):
     """`rank_ic_time_tied` of the score's ranks after `neutralize` against the ranks of the `controls` panels
     (timestamps x symbols): what the score ranks beyond what the controls rank. Score, controls and returns are
     ranked over the same cells: those where all of them are known."""
-    P = _panel(s, s.p)
-    known = np.isfinite(P)
-    for c in controls:
-        known &= np.isfinite(c)
-
-    def ranked(X):
-        return _ranks(np.where(known, X, np.nan), 1)
-
-    P = neutralize(ranked(P), [ranked(c) for c in controls])
+    P, known = _neutral_ranks(_panel(s, s.p), controls)
     return _ic_time(W, P, tied_ranks(np.where(known, _panel(s, s.y), np.nan), TIE_PCT))
+
+
+def side_panel(v, k: int, row, col, shape) -> np.ndarray:
+    "Per-record values (n,) or per-side (n, 2), side `k`, as a (timestamps, symbols) panel: NaN where missing."
+    v = np.asarray(v, np.float64)
+    m = np.full(shape, np.nan)
+    m[row, col] = v[:, k] if v.ndim == 2 else v
+    return m
 
 # %% ../nbs/08_evaluate.ipynb #375bcb16
 def trailing_mean(x, symbol_id, timestamps, bars: int, bar_ms: int = 900_000) -> np.ndarray:
@@ -442,13 +451,10 @@ def metrics_table(
     With `controls` (name -> (n,) or (n, 2) values per record, `mechanics_controls`) also `rank_ic_neutral`."""
     row, col, n_rows, n_cols = panel_index(frame['timestamp'], frame['symbol'])
     W = np.vstack([np.ones(n_rows), bootstrap_weights(n_rows, n_boot, block, seed)])
-    panels = {side: [] for side in SIDES}  # each control as a (timestamps, symbols) panel per side
-    for control in (controls or {}).values():
-        v = np.asarray(control, np.float64)
-        for k, side in enumerate(SIDES):
-            m = np.full((n_rows, n_cols), np.nan)
-            m[row, col] = v[:, k] if v.ndim == 2 else v
-            panels[side].append(m)
+    panels = {  # each control as a (timestamps, symbols) panel per side
+        side: [side_panel(c, k, row, col, (n_rows, n_cols)) for c in (controls or {}).values()]
+        for k, side in enumerate(SIDES)
+    }
     values = {}
     for name, pred in predictions.items():
         score = to_score(pred, task)
@@ -738,22 +744,17 @@ def neutral_rank_target(ds) -> np.ndarray:
     preds = {}
     if set(FUNDING_INPUTS) <= set(ds.feature_names):
         preds['funding_carry'] = funding_carry(ds.features, ds.feature_names, label_horizon(ds))
-    controls = list(mechanics_controls(ds, np.arange(len(y)), preds).values())
+    controls = mechanics_controls(ds, np.arange(len(y)), preds).values()
     _, row = np.unique(ds.timestamps, return_inverse=True)
     col = np.asarray(ds.symbol_id)
+    shape = (row.max() + 1, len(ds.symbols))
     out = np.full(y.shape, np.nan, np.float32)
     for k in range(2):
-        panels = []
-        for v in [y[:, k], *[c[:, k] if c.ndim == 2 else c for c in map(np.asarray, controls)]]:
-            m = np.full((row.max() + 1, len(ds.symbols)), np.nan)
-            m[row, col] = v
-            panels.append(m)
-        known = np.logical_and.reduce([np.isfinite(m) for m in panels])
-        ranks = [_ranks(np.where(known, m, np.nan), 1) for m in panels]
-        n = known.sum(1, keepdims=True)
+        resid, known = _neutral_ranks(
+            side_panel(y, k, row, col, shape), [side_panel(c, k, row, col, shape) for c in controls]
+        )
         with np.errstate(invalid='ignore', divide='ignore'):
-            scaled = 2 * (ranks[0] - 1) / (n - 1) - 1  # as `cross_sectional_rank`: [-1, 1]
-        out[:, k] = neutralize(scaled, ranks[1:])[row, col]
+            out[:, k] = (resid * 2 / (known.sum(1, keepdims=True) - 1))[row, col]  # ranks to [-1, 1] units
     return out
 
 # %% ../nbs/08_evaluate.ipynb #66239163
