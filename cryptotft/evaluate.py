@@ -247,16 +247,21 @@ def rank_ic_symbol(W, s):
     return _ic_symbol(W, _ranks(_panel(s, s.p), 0), _ranks(_panel(s, s.y), 0))
 
 # %% ../nbs/08_evaluate.ipynb #96458591
-def panel_rank_ic(frame: pd.DataFrame, point, tied: bool = False) -> list[float]:
+def panel_rank_ic(frame: pd.DataFrame, point, tied: bool = False, controls: dict | None = None) -> list[float]:
     """Rank IC per timestamp across symbols of (n, 2) scores against the frame's realised returns: one per side
-    (`tied`: returns within `TIE_PCT` are ties, `rank_ic_time_tied`)."""
+    (`tied`: returns within `TIE_PCT` are ties, `rank_ic_time_tied`). With `controls` (name -> (n,) or (n, 2)
+    values per record, `mechanics_controls`): `rank_ic_neutral`, the tied rank IC beyond them."""
     row, col, n_rows, n_cols = panel_index(frame['timestamp'], frame['symbol'])
     one = np.ones((1, n_rows))
     point = np.asarray(point, np.float64)
     out = []
     for k, side in enumerate(SIDES):
         s = side_sample(frame[f'{side}_return'], point[:, k], row, col, n_rows, n_cols)
-        out.append(float((rank_ic_time_tied if tied else rank_ic_time)(one, s)[0]))
+        if controls is None:
+            out.append(float((rank_ic_time_tied if tied else rank_ic_time)(one, s)[0]))
+        else:
+            held = [side_panel(c, k, row, col, (n_rows, n_cols)) for c in controls.values()]
+            out.append(float(rank_ic_neutral(one, s, held)[0]))
     return out
 
 # %% ../nbs/08_evaluate.ipynb #fa8e93e6

@@ -128,6 +128,11 @@ def test_choice_table_records_every_configuration_and_the_walk_forward_uses_the_
     chosen = tft.loc[tft.val_rank_ic_tied.idxmax(), 'configuration']  # the default score: outcomes within 5 bp tie
     assert choices.loc[choices.chosen, 'configuration'].item() == chosen  # the best validation score, nothing else
     assert json.loads((out / 'study.json').read_text())['budget']['tied'] is True
+    assert json.loads((out / 'study.json').read_text())['budget']['choose_by'] == 'rank_ic'
+    scored = choices[~choices.configuration.isin(['symbol-mean-csrank', 'funding-carry'])]  # those two: controls
+    neutral = scored[['val_rank_ic_neutral_buy', 'val_rank_ic_neutral_sell']].to_numpy(float)
+    assert np.isfinite(neutral).all()  # every TFT and other reference row: scored beyond the mechanics too
+    assert np.allclose(scored.val_rank_ic_neutral, neutral.mean(1))
     references = {'lightgbm-indicators', 'lightgbm-context', 'lightgbm-indicators-csrank', 'lightgbm-context-csrank'}
     assert references | {'symbol-mean', 'symbol-mean-csrank'} <= set(choices.configuration)
     metrics = pd.read_csv(out / 'metrics.csv', dtype={'fold': str})
@@ -169,6 +174,7 @@ def test_a_rank_target_study_meets_lightgbm_on_its_own_target_too(tmp_path):
         'tied': False,  # and exact ranks: the choice and the goal read `rank_ic_time`
         'volatility_target_pct': 0.4,  # and levels scaled by volatility, returns of positions sized by the scale
         'risk_sized': True,
+        'choose_by': 'rank_ic_neutral',  # and the choice by the validation rank IC beyond the mechanics
     }
     params = [a for k, v in tiny.items() for a in ('-p', k, str(v))]
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2', 'MPLBACKEND': 'Agg'}
@@ -186,7 +192,9 @@ def test_a_rank_target_study_meets_lightgbm_on_its_own_target_too(tmp_path):
     assert {'lightgbm', 'lightgbm_rank'} <= set(bt.strategy)
     choices = pd.read_csv(out / 'choices.csv').set_index('configuration')
     chosen = json.loads((out / 'study.json').read_text())['chosen']
-    assert chosen == choices.loc[['indicators-csrank', 'indicators-csrank-anon'], 'val_rank_ic'].idxmax()
+    scores = choices.loc[['indicators-csrank', 'indicators-csrank-anon'], 'val_rank_ic_neutral']
+    assert scores.notna().all() and chosen == scores.idxmax()
+    assert json.loads((out / 'study.json').read_text())['budget']['choose_by'] == 'rank_ic_neutral'
     embedding = {
         name: json.loads((out / 'runs' / f'study-{name}-f1' / 'run.json').read_text())['tft_config']['symbol_embedding']
         for name in ('indicators-csrank', 'indicators-csrank-anon')
@@ -257,6 +265,38 @@ def test_the_symbol_mean_reference_is_each_symbols_training_mean_scored_on_valid
             choices.loc[name, ['val_rank_ic_buy', 'val_rank_ic_sell']].to_numpy(float), panel_rank_ic(frame, pred)
         )
         assert choices.loc[name, 'inputs'] == 1
+
+
+def test_the_neutral_validation_score_is_the_rank_ic_beyond_the_mechanics(study):
+    """`val_rank_ic_neutral`: each row's validation forecast neutralised against the context set's ATRs, funding
+    carry and symbol mean rank (recomputed here); a lookup of the ATR's decile keeps little of its rank IC."""
+    from cryptotft.dataset import load_dataset
+    from cryptotft.evaluate import (
+        VOLATILITY_INPUT,
+        baseline_predictions,
+        eval_frame,
+        mechanics_controls,
+        panel_rank_ic,
+        volatility_means,
+    )
+
+    _, out = study
+    choices = pd.read_csv(out / 'choices.csv').set_index('configuration')
+    ds = load_dataset(out / 'dataset-context.npz')
+    train, val = ds.ends('train', 1), ds.ends('val', 1)
+    frame = eval_frame(ds, val)
+    refs = baseline_predictions(ds, train, val, seed=42, target_scale='rank')
+    controls = mechanics_controls(ds, val, refs, 'rank')
+    assert sorted(controls) == ['atr', 'atr_day', 'funding_carry', 'symbol_mean']
+    atr = ds.features[:, ds.feature_names.index(VOLATILITY_INPUT)]
+    pred = volatility_means(ds.targets('regression', 'rank')[train], atr[train], atr[val])
+    want = panel_rank_ic(frame, pred, controls=controls)
+    got = choices.loc['volatility-mean-csrank', ['val_rank_ic_neutral_buy', 'val_rank_ic_neutral_sell']]
+    assert np.allclose(got.to_numpy(float), want)
+    plain = choices.loc['volatility-mean-csrank', ['val_rank_ic_tied_buy', 'val_rank_ic_tied_sell']].to_numpy(float)
+    assert np.all(np.abs(want) < np.abs(plain))  # what the ATR's decile ranks is mostly the ATR
+    for control in ('symbol-mean-csrank', 'funding-carry'):  # a control itself ranks nothing beyond the controls
+        assert choices.loc[control, ['val_rank_ic_neutral_buy', 'val_rank_ic_neutral_sell']].isna().all()
 
 
 def test_the_funding_carry_reference_is_the_last_rate_times_the_settlements_due(study):
