@@ -28,14 +28,14 @@ __all__ = ['log', 'FUNDING_INPUTS', 'VOLATILITY_INPUT', 'BARS_PER_DAY', 'TIE_PCT
            'bootstrap_block', 'block_bootstrap_indices', 'bootstrap_weights', 'SideSample', 'panel_index',
            'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy', 'precision', 'recall', 'f1', 'avg_trade', 'auc',
            'tied_ranks', 'ic_time', 'rank_ic_time', 'rank_ic_time_tied', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic',
-           'neutralize', 'rank_ic_neutral', 'side_panel', 'trailing_mean', 'top_quarter_excess', 'task_metrics',
-           'to_score', 'holm', 'metrics_table', 'constant_baselines', 'lightgbm_baseline', 'symbol_means',
-           'funding_carry', 'volatility_means', 'Forecast', 'forecast', 'point_forecast', 'eval_frame', 'split_summary',
-           'label_horizon', 'baseline_predictions', 'mechanics_controls', 'evaluate_split', 'neutral_rank_target',
-           'RunArtifacts', 'run_target_scale', 'load_run_artifacts', 'model_key', 'save_predictions',
-           'stored_predictions', 'run_predictions', 'ensemble_predictions', 'plot_metrics', 'save_figure',
-           'model_predictions_of', 'evaluate_run', 'walk_forward_table', 'walk_forward_summary', 'compact_table',
-           'verdict']
+           'panel_rank_ic_resampled', 'neutralize', 'rank_ic_neutral', 'side_panel', 'trailing_mean',
+           'top_quarter_excess', 'task_metrics', 'to_score', 'holm', 'metrics_table', 'constant_baselines',
+           'lightgbm_baseline', 'symbol_means', 'funding_carry', 'volatility_means', 'Forecast', 'forecast',
+           'point_forecast', 'eval_frame', 'split_summary', 'label_horizon', 'baseline_predictions',
+           'mechanics_controls', 'evaluate_split', 'neutral_rank_target', 'RunArtifacts', 'run_target_scale',
+           'load_run_artifacts', 'model_key', 'save_predictions', 'stored_predictions', 'run_predictions',
+           'ensemble_predictions', 'plot_metrics', 'save_figure', 'model_predictions_of', 'evaluate_run',
+           'walk_forward_table', 'walk_forward_summary', 'compact_table', 'verdict']
 
 # %% ../nbs/08_evaluate.ipynb #666734c8
 FUNDING_INPUTS = ('funding_bp', 'hours_to_funding', 'funding_interval_h')  # what funding_carry reads
@@ -251,18 +251,24 @@ def panel_rank_ic(frame: pd.DataFrame, point, tied: bool = False, controls: dict
     """Rank IC per timestamp across symbols of (n, 2) scores against the frame's realised returns: one per side
     (`tied`: returns within `TIE_PCT` are ties, `rank_ic_time_tied`). With `controls` (name -> (n,) or (n, 2)
     values per record, `mechanics_controls`): `rank_ic_neutral`, the tied rank IC beyond them."""
+    one = np.ones((1, frame['timestamp'].nunique()))
+    return panel_rank_ic_resampled(frame, point, one, tied, controls)[0].tolist()
+
+
+def panel_rank_ic_resampled(frame: pd.DataFrame, point, W, tied: bool = False, controls: dict | None = None):
+    """`panel_rank_ic` under each row of `W`, weights (B, timestamps) of the frame's timestamps in time order
+    (`bootstrap_weights`): (B, 2), one column per side. Scores resampled with the same W are paired."""
     row, col, n_rows, n_cols = panel_index(frame['timestamp'], frame['symbol'])
-    one = np.ones((1, n_rows))
     point = np.asarray(point, np.float64)
     out = []
     for k, side in enumerate(SIDES):
         s = side_sample(frame[f'{side}_return'], point[:, k], row, col, n_rows, n_cols)
         if controls is None:
-            out.append(float((rank_ic_time_tied if tied else rank_ic_time)(one, s)[0]))
+            out.append((rank_ic_time_tied if tied else rank_ic_time)(W, s))
         else:
             held = [side_panel(c, k, row, col, (n_rows, n_cols)) for c in controls.values()]
-            out.append(float(rank_ic_neutral(one, s, held)[0]))
-    return out
+            out.append(rank_ic_neutral(W, s, held))
+    return np.stack(out, axis=1)
 
 # %% ../nbs/08_evaluate.ipynb #fa8e93e6
 def neutralize(X, controls) -> np.ndarray:
