@@ -29,9 +29,9 @@ __all__ = ['log', 'FUNDING_INPUTS', 'VOLATILITY_INPUT', 'BARS_PER_DAY', 'TIE_PCT
            'side_sample', 'mae', 'rmse', 'r2', 'direction_accuracy', 'precision', 'recall', 'f1', 'avg_trade', 'auc',
            'tied_ranks', 'ic_time', 'rank_ic_time', 'rank_ic_time_tied', 'ic_symbol', 'rank_ic_symbol', 'panel_rank_ic',
            'panel_rank_ic_resampled', 'neutralize', 'rank_ic_neutral', 'side_panel', 'trailing_mean',
-           'top_quarter_excess', 'task_metrics', 'to_score', 'holm', 'metrics_table', 'constant_baselines',
-           'lightgbm_baseline', 'symbol_means', 'funding_carry', 'volatility_means', 'Forecast', 'forecast',
-           'point_forecast', 'eval_frame', 'split_summary', 'label_horizon', 'baseline_predictions',
+           'top_quarter_excess', 'task_metrics', 'to_score', 'bootstrap_interval', 'holm', 'metrics_table',
+           'constant_baselines', 'lightgbm_baseline', 'symbol_means', 'funding_carry', 'volatility_means', 'Forecast',
+           'forecast', 'point_forecast', 'eval_frame', 'split_summary', 'label_horizon', 'baseline_predictions',
            'mechanics_controls', 'evaluate_split', 'neutral_rank_target', 'RunArtifacts', 'run_target_scale',
            'load_run_artifacts', 'model_key', 'save_predictions', 'stored_predictions', 'run_predictions',
            'ensemble_predictions', 'plot_metrics', 'save_figure', 'model_predictions_of', 'evaluate_run',
@@ -398,7 +398,7 @@ def to_score(pred, task: str) -> np.ndarray:
     return np.asarray(pred, np.float64) - (0.5 if task == 'classification' else 0.0)
 
 # %% ../nbs/08_evaluate.ipynb #bcb34114
-def _interval(v) -> tuple:
+def bootstrap_interval(v) -> tuple:
     "2.5 and 97.5 percentiles of the resamples v[1:] (NaN when no resample has a value)."
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # all-NaN resamples of a metric without value
@@ -427,8 +427,8 @@ def _summarize(v, ref, metric) -> dict:
     if ref is None or not np.isfinite(ref[0]):
         ref = np.full_like(v, NO_SKILL.get(metric, np.nan))
     d = v - ref
-    lo, hi = _interval(v)
-    dlo, dhi = _interval(d)
+    lo, hi = bootstrap_interval(v)
+    dlo, dhi = bootstrap_interval(d)
     p = _p_value(d, metric in LOWER_IS_BETTER)
     better = (dhi < 0) if metric in LOWER_IS_BETTER else (dlo > 0)
     return dict(value=v[0], lo=lo, hi=hi, diff=d[0], diff_lo=dlo, diff_hi=dhi, p_value=p, beats_reference=bool(better))
