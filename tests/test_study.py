@@ -309,6 +309,14 @@ def test_the_neutral_validation_score_is_the_rank_ic_beyond_the_mechanics(study)
     chosen = choices.index[choices.chosen].item()
     assert choices.loc[chosen, ['vs_chosen_lo', 'vs_chosen_hi']].tolist() == [0.0, 0.0]  # paired with itself
     assert (choices.score_lo.dropna() <= choices.score_hi.dropna()).all() and choices.score_lo.notna().sum() >= 9
+    # the choice score per calendar month of validation: the same score over each month's bars alone
+    by_month = pd.read_csv(out / 'choices_by_month.csv', index_col='configuration')
+    month = frame['timestamp'].dt.strftime('%Y-%m').to_numpy()
+    assert list(by_month.columns) == sorted(set(month)) and set(by_month.index) == set(choices.index)
+    for m in by_month.columns:
+        k = month == m
+        want = np.mean(panel_rank_ic(frame[k].reset_index(drop=True), pred[k], tied=True))
+        assert np.isclose(by_month.loc['volatility-mean-csrank', m], want)
 
 
 def test_the_funding_carry_reference_is_the_last_rate_times_the_settlements_due(study):
